@@ -1,0 +1,27 @@
+//! `cargo xtask`: the project's automation, in Rust, with no extra tools to install.
+//!
+//! Subcommands: `ci` (what `.ci/run` runs), `tidy` (the tidy checks alone).
+
+#![allow(clippy::print_stdout, clippy::print_stderr, reason = "xtask reports to the terminal")]
+
+mod ci;
+mod tidy;
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let sh = xshell::Shell::new()?;
+    sh.change_dir(project_root());
+    match args.first().map(String::as_str) {
+        Some("ci") => ci::run(&sh),
+        Some("tidy") => tidy::run(&project_root()),
+        _ => {
+            eprintln!("usage: cargo xtask <ci|tidy>");
+            std::process::exit(2)
+        }
+    }
+}
+
+/// The workspace root (the parent of `xtask/`).
+pub(crate) fn project_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask sits in the workspace root").to_path_buf()
+}
