@@ -1,0 +1,201 @@
+//! SHA-256 hashing and atomic writes (temporary file in the destination folder, then rename).
+
+use std::fs;
+use std::io::{self, Read, Write};
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+
+/// Returns the SHA-256 of a file as 64 lower-case hex digits.
+///
+/// # Errors
+/// [`Error::Io`] naming `path` when it cannot be read.
+pub fn sha256_file(path: &Path) -> Result<String> {
+    let file = fs::File::open(path).map_err(Error::io(path))?;
+    let mut hashing = HashingReader::new(file);
+    io::copy(&mut hashing, &mut io::sink()).map_err(Error::io(path))?;
+    Ok(hashing.hex_digest())
+}
+
+/// Writes `bytes` to `path` atomically: a temporary file in the same folder, flushed and then
+/// renamed over `path`. Missing parent folders are created. Returns the SHA-256 of `bytes`.
+///
+/// Readers never see a partial file, and on error no temporary file is left behind.
+///
+/// # Errors
+/// [`Error::Io`] naming the folder or file that failed.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<String> {
+    write_atomic_checked(path, &mut &bytes[..], |_| Ok(()))
+}
+
+/// Streams `reader` into `path` atomically, hashing on the way, and calls `check` with the
+/// SHA-256 before the rename. When `check` or the copy fails, the temporary file is removed and
+/// `path` is left as it was.
+pub(crate) fn write_atomic_checked(
+    path: &Path,
+    reader: &mut dyn Read,
+    check: impl FnOnce(&str) -> Result<()>,
+) -> Result<String> {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    fs::create_dir_all(dir).map_err(Error::io(dir))?;
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .map_err(Error::io(dir))?;
+    let mut hashing = HashingReader::new(reader);
+    io::copy(&mut hashing, tmp.as_file_mut()).map_err(Error::io(path))?;
+    tmp.as_file_mut().flush().map_err(Error::io(path))?;
+    tmp.as_file().sync_all().map_err(Error::io(path))?;
+    let sum = hashing.hex_digest();
+    check(&sum)?;
+    tmp.persist(path).map_err(|e| Error::Io { path: path.to_path_buf(), source: e.error })?;
+    Ok(sum)
+}
+
+/// The path of the `.sha256` sidecar that records a hub file's sum.
+pub(crate) fn sidecar_path(path: &Path) -> std::path::PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".sha256");
+    path.with_file_name(name)
+}
+
+/// Reads a sidecar; `Ok(None)` when it does not exist.
+pub(crate) fn read_sidecar(path: &Path) -> Result<Option<String>> {
+    let sidecar = sidecar_path(path);
+    let text = match fs::read_to_string(&sidecar) {
+        Ok(text) => text,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::Io { path: sidecar, source: e }),
+    };
+    let sum = text.split_whitespace().next().unwrap_or_default().to_ascii_lowercase();
+    if is_sha256_hex(&sum) {
+        Ok(Some(sum))
+    } else {
+        Err(Error::BadSidecar { path: sidecar, content: text.chars().take(80).collect() })
+    }
+}
+
+/// `true` for 64 lower-case hex digits.
+pub(crate) fn is_sha256_hex(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
+}
+
+/// A reader that hashes everything read through it.
+struct HashingReader<R> {
+    inner: R,
+    hasher: Sha256,
+}
+
+impl<R: Read> HashingReader<R> {
+    fn new(inner: R) -> Self {
+        Self { inner, hasher: Sha256::new() }
+    }
+
+    fn hex_digest(self) -> String {
+        self.hasher.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Yields `good` bytes, then fails.
+    struct FailingReader {
+        good: usize,
+    }
+
+    impl Read for FailingReader {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.good == 0 {
+                return Err(io::Error::other("disk on fire"));
+            }
+            let n = self.good.min(buf.len());
+            buf[..n].fill(7);
+            self.good -= n;
+            Ok(n)
+        }
+    }
+
+    fn entries(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn known_digests() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a/b/abc.txt");
+        let sum = write_atomic(&path, b"abc").unwrap();
+        assert_eq!(sum, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        assert_eq!(sha256_file(&path).unwrap(), sum);
+        let empty = dir.path().join("empty");
+        assert_eq!(
+            write_atomic(&empty, b"").unwrap(),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+    }
+
+    #[test]
+    fn failed_copy_leaves_no_temporary_file_and_keeps_the_old_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("data.bin");
+        write_atomic(&path, b"old").unwrap();
+        let err = write_atomic_checked(&path, &mut FailingReader { good: 100_000 }, |_| Ok(()))
+            .unwrap_err();
+        assert!(matches!(&err, Error::Io { path: p, .. } if p == &path), "{err}");
+        assert_eq!(entries(dir.path()), ["data.bin"]);
+        assert_eq!(fs::read(&path).unwrap(), b"old");
+    }
+
+    #[test]
+    fn failed_check_leaves_no_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("data.bin");
+        let err =
+            write_atomic_checked(&path, &mut &b"xyz"[..], |_| Err(Error::NoCacheRoot)).unwrap_err();
+        assert!(matches!(err, Error::NoCacheRoot));
+        assert!(entries(dir.path()).is_empty());
+    }
+
+    #[test]
+    fn missing_file_error_names_the_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nope");
+        let err = sha256_file(&path).unwrap_err();
+        assert!(err.to_string().contains("nope"), "{err}");
+    }
+
+    #[test]
+    fn sidecars() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("model.safetensors");
+        assert_eq!(sidecar_path(&path), dir.path().join("model.safetensors.sha256"));
+        assert_eq!(read_sidecar(&path).unwrap(), None);
+        let sum = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+        fs::write(sidecar_path(&path), format!("{}  model.safetensors\n", sum.to_uppercase()))
+            .unwrap();
+        assert_eq!(read_sidecar(&path).unwrap().as_deref(), Some(sum));
+        fs::write(sidecar_path(&path), "not a sum").unwrap();
+        assert!(matches!(read_sidecar(&path), Err(Error::BadSidecar { .. })));
+    }
+}
