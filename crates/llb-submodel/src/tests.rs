@@ -1,0 +1,127 @@
+//! Stage-1 tests with a toy detector: distance of each patch to the mean training patch.
+
+use crate::{PartitionConfig, PartitionMode, Stage1Config, TrainingSet, run_stage1};
+use candle_core::{Device, Tensor};
+use llb_detect::{Detector, Fit, ImageScoreRule};
+use llb_types::{GroupId, SampleId};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// Fits the mean patch `[C]`; counts how often it is fitted.
+struct MeanPatch {
+    fits: AtomicUsize,
+}
+
+struct MeanPatchModel {
+    mean: Tensor,
+}
+
+impl Fit for MeanPatch {
+    type Model = MeanPatchModel;
+    fn fit(&self, layers: &[Tensor]) -> llb_detect::Result<MeanPatchModel> {
+        self.fits.fetch_add(1, Ordering::SeqCst);
+        let mean = layers[0].mean_keepdim(0)?.mean_keepdim(2)?.mean_keepdim(3)?; // [1, C, 1, 1]
+        Ok(MeanPatchModel { mean })
+    }
+}
+
+impl Detector for MeanPatchModel {
+    fn name(&self) -> String {
+        "mean-patch".into()
+    }
+    fn anomaly_maps(&self, layers: &[Tensor], _size: (usize, usize)) -> llb_detect::Result<Tensor> {
+        Ok(layers[0].broadcast_sub(&self.mean)?.sqr()?.sum(1)?.sqrt()?)
+    }
+}
+
+/// `n` images of `[2, 3, 3]` features: normal ones near 0, anomalous ones (every 5th) near 4.
+fn training_set(n: usize) -> (Vec<SampleId>, Vec<Option<GroupId>>, Tensor) {
+    let ids = (0..n).map(|i| SampleId::new(format!("train/{i:03}.png"))).collect();
+    let groups = vec![None; n];
+    let values: Vec<f32> = (0..n * 18)
+        .map(|v| {
+            let image = v / 18;
+            let base = if image % 5 == 0 { 4.0 } else { 0.0 };
+            base + ((v * 7919) % 13) as f32 / 100.0
+        })
+        .collect();
+    let layer = Tensor::from_vec(values, (n, 2, 3, 3), &Device::Cpu).unwrap();
+    (ids, groups, layer)
+}
+
+fn config(k: usize) -> Stage1Config {
+    Stage1Config {
+        partition: PartitionConfig { k, seed: 3, mode: PartitionMode::Random },
+        screening_score: ImageScoreRule::TopMean { fraction: 0.01 },
+        batch_size: 4,
+    }
+}
+
+#[test]
+fn every_sample_is_scored_by_every_submodel_with_membership_flags() {
+    let (ids, groups, layer) = training_set(20);
+    let layers = [layer];
+    let train = TrainingSet { ids: &ids, groups: &groups, layers: &layers, image_size_px: (3, 3) };
+    let fit = MeanPatch { fits: AtomicUsize::new(0) };
+    let out = run_stage1(&fit, &train, &config(4), "toy", None).unwrap();
+    assert_eq!(fit.fits.load(Ordering::SeqCst), 4);
+    assert_eq!(out.table.n_samples(), 20);
+    assert_eq!(out.table.n_models(), 4);
+    let block_of = out.partition.block_of();
+    for (id, cells) in out.table.rows() {
+        for (j, cell) in cells.iter().enumerate() {
+            assert_eq!(cell.in_subset, block_of[id] == j, "{id}, sub-model {j}");
+            assert!(cell.anomaly_score.is_finite());
+        }
+    }
+    // The planted anomalies (every 5th image) score above every normal image under each model.
+    for j in 0..4 {
+        let scores = out.table.column_scores(j);
+        let worst_normal =
+            (0..20).filter(|i| i % 5 != 0).map(|i| scores[i]).fold(f32::MIN, f32::max);
+        let best_anomaly =
+            (0..20).filter(|i| i % 5 == 0).map(|i| scores[i]).fold(f32::MAX, f32::min);
+        assert!(best_anomaly > worst_normal, "sub-model {j}: {best_anomaly} vs {worst_normal}");
+    }
+}
+
+#[test]
+fn a_resumed_run_reuses_scores_and_gives_the_same_table() {
+    let (ids, groups, layer) = training_set(15);
+    let layers = [layer];
+    let train = TrainingSet { ids: &ids, groups: &groups, layers: &layers, image_size_px: (3, 3) };
+    let dir = tempfile::tempdir().unwrap();
+    let first = MeanPatch { fits: AtomicUsize::new(0) };
+    let a = run_stage1(&first, &train, &config(3), "toy", Some(dir.path())).unwrap();
+    let second = MeanPatch { fits: AtomicUsize::new(0) };
+    let b = run_stage1(&second, &train, &config(3), "toy", Some(dir.path())).unwrap();
+    assert_eq!(second.fits.load(Ordering::SeqCst), 0, "nothing refitted");
+    assert_eq!(a.table, b.table);
+    // Another cache key (another detector) does not reuse the scores.
+    let third = MeanPatch { fits: AtomicUsize::new(0) };
+    run_stage1(&third, &train, &config(3), "other", Some(dir.path())).unwrap();
+    assert_eq!(third.fits.load(Ordering::SeqCst), 3);
+}
+
+#[test]
+fn inconsistent_inputs_are_errors() {
+    let (ids, groups, layer) = training_set(6);
+    let layers = [layer];
+    let short = &ids[..5];
+    let train =
+        TrainingSet { ids: short, groups: &groups[..5], layers: &layers, image_size_px: (3, 3) };
+    let fit = MeanPatch { fits: AtomicUsize::new(0) };
+    let err = run_stage1(&fit, &train, &config(2), "toy", None).unwrap_err();
+    assert!(err.to_string().contains("6 rows for 5 ids"), "{err}");
+    let train = TrainingSet { ids: &ids, groups: &groups, layers: &layers, image_size_px: (3, 3) };
+    let err = run_stage1(&fit, &train, &config(7), "toy", None).unwrap_err();
+    assert!(err.to_string().contains("k = 7"), "{err}");
+}
+
+#[test]
+fn autotraits() {
+    fn check<T: Send + Sync>() {}
+    check::<crate::Partition>();
+    check::<crate::Stage1Config>();
+    check::<crate::Stage1Output>();
+    check::<crate::Error>();
+}
