@@ -90,6 +90,17 @@ pub enum Error {
         got: usize,
     },
 
+    /// A PyTorch pickle checkpoint is truncated, malformed or uses an unsupported construct.
+    #[error("{path}: invalid pytorch checkpoint at byte offset {offset}: {message}")]
+    Pickle {
+        /// The checkpoint file.
+        path: PathBuf,
+        /// The byte offset where decoding failed.
+        offset: u64,
+        /// What went wrong.
+        message: String,
+    },
+
     /// A feature-cache entry is unreadable or does not match its key.
     #[error("feature cache entry {path}: {message}")]
     CacheEntry {

@@ -9,8 +9,10 @@
 //! Invariants: encoders are deterministic and stateless ([`Encoder`]); weight loading checks
 //! every tensor's key and shape and names the key on a mismatch.
 
+mod convert;
 mod encoder;
 mod error;
 
+pub use convert::{PthContents, PthFormat, PthReport, RawTensor, convert_pth, read_pth};
 pub use encoder::{Encoder, InputSpec};
 pub use error::{Error, Result};
