@@ -1,0 +1,8 @@
+//! Selection rules: from [`FusedScores`](crate::FusedScores) to the kept (purified) sample set.
+
+mod builtin;
+mod gmm;
+mod selector;
+
+pub use builtin::BuiltinSelector;
+pub use selector::{Selection, Selector};
