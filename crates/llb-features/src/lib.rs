@@ -4,15 +4,27 @@
 //! Place in the pipeline: takes normalised image batches `[B, 3, H, W]` (prepared by the caller
 //! per [`InputSpec`]) and returns per-layer patch-feature maps `[B, C, h, w]`; llb-submodel and
 //! llb-detect consume them. Weights come in as local files (safetensors in the Hugging Face
-//! layout); this crate never downloads.
+//! layout); this crate never downloads. [`convert_onnx_dinov2`] turns the registry's ONNX
+//! DINOv2-S into such a file.
 //!
-//! Invariants: encoders are deterministic and stateless ([`Encoder`]); weight loading checks
-//! every tensor's key and shape and names the key on a mismatch.
+//! Main types: [`Encoder`] (the trait), [`Dinov2Encoder`] over a [`ViT`] configured by
+//! [`ViTConfig`] presets, [`ViTWeights`] (checked checkpoint loading), [`FeatureCache`].
+//!
+//! Invariants: encoders are deterministic and stateless; weight loading checks every tensor's
+//! key and shape and names the key on a mismatch; cache entries are written atomically and are
+//! addressed by encoder, weights hash, input size and image content hash.
 
+mod cache;
 mod convert;
 mod encoder;
 mod error;
+mod vit;
 
-pub use convert::{PthContents, PthFormat, PthReport, RawTensor, convert_pth, read_pth};
+pub use cache::{CacheItem, CachedFeatures, FeatureCache, FeatureKey, sha256_hex};
+pub use convert::{
+    ConversionReport, OnnxGraph, OnnxNode, OnnxTensor, PthContents, PthFormat, PthReport,
+    RawTensor, convert_onnx_dinov2, convert_pth, read_pth,
+};
 pub use encoder::{Encoder, InputSpec};
 pub use error::{Error, Result};
+pub use vit::{Dinov2Config, Dinov2Encoder, PosInterpolation, ViT, ViTConfig, ViTWeights};

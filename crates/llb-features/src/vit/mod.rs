@@ -1,0 +1,16 @@
+//! The DINOv2 vision-transformer family: architecture configs, checkpoint loading, the network
+//! and its [`crate::Encoder`] wrapper.
+
+mod config;
+mod dinov2;
+mod interp;
+mod model;
+mod weights;
+
+#[cfg(test)]
+mod tests;
+
+pub use config::{PosInterpolation, ViTConfig};
+pub use dinov2::{Dinov2Config, Dinov2Encoder};
+pub use model::ViT;
+pub use weights::ViTWeights;

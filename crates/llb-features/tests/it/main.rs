@@ -1,0 +1,4 @@
+//! Integration tests of llb-features.
+
+// Parity of the DINOv2-S port with the ONNX reference (needs the converted real weights).
+mod dinov2_parity;
