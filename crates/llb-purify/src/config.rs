@@ -58,7 +58,8 @@ impl PurifyConfig {
 }
 
 /// The outcome of stage-1 screening: the fused scores and the selection made from them.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Purification {
     /// One fused score per table row.
     pub fused: FusedScores,

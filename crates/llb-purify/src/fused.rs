@@ -2,18 +2,37 @@
 
 use crate::{Error, Result};
 use llb_types::SampleId;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 
 /// One fused anomaly score per sample (higher means more anomalous), with the rule that made it.
 ///
 /// Invariants, checked by [`FusedScores::new`]: ids unique, one finite score per id.
 /// Entries keep the order they were given in (for fusion: the score table's row order).
-#[derive(Clone, Debug, PartialEq, Serialize)]
+/// Serialises as `{"rule", "sample_ids", "anomaly_scores"}`; deserialising re-checks the invariants.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "FusedScoresFields")]
 pub struct FusedScores {
     rule: String,
     sample_ids: Vec<SampleId>,
     anomaly_scores: Vec<f32>,
+}
+
+/// The serialised form of [`FusedScores`], validated on the way in.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FusedScoresFields {
+    rule: String,
+    sample_ids: Vec<SampleId>,
+    anomaly_scores: Vec<f32>,
+}
+
+impl TryFrom<FusedScoresFields> for FusedScores {
+    type Error = Error;
+
+    fn try_from(f: FusedScoresFields) -> Result<Self> {
+        Self::new(f.rule, f.sample_ids, f.anomaly_scores)
+    }
 }
 
 impl FusedScores {
@@ -127,6 +146,21 @@ mod tests {
         assert_eq!(f.ascending_order(), [2, 1, 0, 3]);
         assert_eq!(f.get(&SampleId::new("b")), Some(0.1));
         assert_eq!(f.get(&SampleId::new("z")), None);
+    }
+
+    #[test]
+    fn json_round_trips_and_is_validated() {
+        let f = FusedScores::new("mean", ids(&["a", "b"]), vec![0.1, 2.5]).unwrap();
+        let json = serde_json::to_string(&f).unwrap();
+        assert_eq!(json, r#"{"rule":"mean","sample_ids":["a","b"],"anomaly_scores":[0.1,2.5]}"#);
+        assert_eq!(serde_json::from_str::<FusedScores>(&json).unwrap(), f);
+        let dup = r#"{"rule":"mean","sample_ids":["a","a"],"anomaly_scores":[0.1,2.5]}"#;
+        assert!(
+            serde_json::from_str::<FusedScores>(dup)
+                .unwrap_err()
+                .to_string()
+                .contains("`a` appears more")
+        );
     }
 
     #[test]

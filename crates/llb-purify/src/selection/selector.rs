@@ -2,7 +2,7 @@
 
 use crate::{Error, FusedScores, Result};
 use llb_types::SampleId;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// A selection rule: decides which samples to keep for stage 2 from their fused scores.
 ///
@@ -37,7 +37,8 @@ impl<S: Selector + ?Sized> Selector for Box<S> {
 ///
 /// `kept` and `dropped` partition the input ids; both are ordered by ascending fused score, ties
 /// by ascending id, so the value does not depend on the input order.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Selection {
     /// The selection rule's name.
     pub rule: String,

@@ -1,6 +1,8 @@
-//! Crate-level tests: golden values of every built-in rule, the selection regression, and the
-//! conformance kit run on the built-ins.
+//! Crate-level tests: golden values of every built-in rule, the selection regression, the
+//! conformance kit run on the built-ins, and the adaptive rules end to end.
 
+// The adaptive selection rules on synthetic contaminated sets, judged by the purity report.
+mod adaptive;
 // Hand-computed expected values of every built-in rule, named by its kebab-case string.
 mod golden;
 // The conformance kit on every built-in, and on deliberately broken rules it must reject.
