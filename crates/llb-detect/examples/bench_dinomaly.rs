@@ -1,0 +1,51 @@
+//! Seconds per Dinomaly training iteration and per scored image at ViT-S dimensions (384
+//! channels, 8 encoder layers, 16×16 tokens: DINOv2-S on 224 px images), batch 8, on the CPU.
+//!
+//! Run: `cargo run --release -p llb-detect --example bench_dinomaly [iterations]`.
+#![allow(clippy::print_stdout, reason = "a benchmark reports on stdout")]
+
+use std::time::Instant;
+
+use candle_core::{Device, Tensor};
+use llb_detect::{Detector, DinomalyConfig, DinomalyTrainer};
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let iterations: usize = std::env::args().nth(1).map_or(Ok(5), |s| s.parse())?;
+    let (n_images, channels, side, n_layers) = (16, 384, 16, 8);
+    let device = Device::Cpu;
+    // Deterministic pseudo-features (no unseeded RNG): smooth in space, distinct per layer.
+    let layers: Vec<Tensor> = (0..n_layers)
+        .map(|l| {
+            let len = n_images * channels * side * side;
+            let idx =
+                Tensor::arange(0u32, len as u32, &device)?.to_dtype(candle_core::DType::F32)?;
+            (idx * (0.37 + 0.01 * l as f64))?.sin()?.reshape((n_images, channels, side, side))
+        })
+        .collect::<Result<_, _>>()?;
+
+    let mut config = DinomalyConfig::llb_cpu();
+    config.iterations = iterations + 1;
+    config.batch_size = 8;
+    let mut trainer = DinomalyTrainer::new(&config, &layers)?;
+    trainer.step()?; // warm-up: allocations, first-touch
+    let start = Instant::now();
+    for _ in 0..iterations {
+        trainer.step()?;
+    }
+    let per_iter = start.elapsed().as_secs_f64() / iterations as f64;
+
+    let model = trainer.model();
+    let test: Vec<Tensor> = layers.iter().map(|t| t.narrow(0, 0, 8)).collect::<Result<_, _>>()?;
+    model.anomaly_maps(&test, (224, 224))?;
+    let start = Instant::now();
+    let maps = model.anomaly_maps(&test, (224, 224))?;
+    let per_image = start.elapsed().as_secs_f64() / 8.0;
+
+    println!(
+        "dinomaly ViT-S dims (C=384, 8 layers, 16x16 tokens), batch 8, {} threads",
+        candle_core::utils::get_num_threads()
+    );
+    println!("train: {per_iter:.3} s/iteration (mean of {iterations})");
+    println!("score: {per_image:.4} s/image (batch 8, maps {:?})", maps.dims());
+    Ok(())
+}
