@@ -31,6 +31,16 @@ pub enum Error {
         /// What was empty.
         what: String,
     },
+    /// Too few training images for a step that compares images with each other.
+    #[error("{what} needs at least {needed} training images, got {got}")]
+    TooFewImages {
+        /// The step, e.g. `softpatch outlier scores`.
+        what: &'static str,
+        /// The minimum number of images.
+        needed: usize,
+        /// The number given.
+        got: usize,
+    },
     /// A tensor whose shape is not the expected one.
     #[error("shape mismatch in {what}: expected {expected}, got {got:?}")]
     Shape {

@@ -5,10 +5,16 @@
 mod detector;
 mod dinomaly;
 mod error;
+mod map;
+mod patchcore;
+mod patches;
+mod softpatch;
 
-pub use detector::{Detector, Fit, ImageScoreRule};
+pub use detector::{Detector, Fit, ImageScoreRule, Scores, image_scores};
 pub use dinomaly::{
-    BlurPadding, DinomalyConfig, DinomalyModel, DinomalyTrainer, FeatureShape, HardMiningConfig, LrSchedule,
-    MapConfig, OptimizerConfig, WeightInit,
+    BlurPadding, DinomalyConfig, DinomalyModel, DinomalyTrainer, FeatureShape, HardMiningConfig,
+    LrSchedule, MapConfig, OptimizerConfig, WeightInit,
 };
 pub use error::{Error, Result};
+pub use patchcore::{PatchCore, PatchCoreConfig};
+pub use softpatch::{OutlierScore, SoftPatch, SoftPatchConfig};

@@ -1,0 +1,234 @@
+//! The fitted PatchCore model: fitting (coreset), anomaly maps and the re-weighted image score.
+
+use super::bank::{MemoryBank, Nearest};
+use super::config::PatchCoreConfig;
+use super::coreset::{coreset_size, greedy_coreset, project};
+use crate::Result;
+use crate::detector::{Detector, Fit, ImageScoreRule, Scores, image_scores};
+use crate::map::MapPostprocess;
+use crate::patches::{PatchMatrix, patch_matrix, shape_error};
+use candle_core::{Device, Tensor};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+/// A memory bank with the grid it was fitted on: the part PatchCore and SoftPatch share.
+#[derive(Clone, Debug)]
+pub(crate) struct BankDetector {
+    /// The bank (with SoftPatch's weights, if any).
+    pub(crate) bank: MemoryBank,
+    /// The feature grid `(h, w)` of the training images.
+    pub(crate) grid: (usize, usize),
+    /// Blur of the upsampled maps, in pixels.
+    pub(crate) blur_sigma_px: f64,
+}
+
+/// Patch scores of a batch, before upsampling.
+pub(crate) struct PatchScores {
+    /// The batch's patches.
+    pub(crate) patches: PatchMatrix,
+    /// Patch anomaly scores `[N·h·w]` f32.
+    pub(crate) scores: Tensor,
+    /// The nearest bank patch of each patch.
+    pub(crate) nearest: Nearest,
+}
+
+impl BankDetector {
+    /// Scores every patch of `layers` against the bank.
+    pub(crate) fn patch_scores(&self, layers: &[Tensor]) -> Result<PatchScores> {
+        let patches = patch_matrix(layers, self.bank.features.device())?;
+        let channels = patches.matrix.dim(1)?;
+        if patches.grid != self.grid || channels != self.bank.dim() {
+            let expected =
+                format!("{} channels on a {:?} grid, as fitted", self.bank.dim(), self.grid);
+            let got = [patches.n_images, channels, patches.grid.0, patches.grid.1];
+            return Err(shape_error("feature layers", &expected, &got));
+        }
+        let (scores, nearest) = self.bank.patch_scores(&patches.matrix)?;
+        Ok(PatchScores { patches, scores, nearest })
+    }
+
+    /// Upsampled, blurred maps `[N, H, W]` from patch scores.
+    pub(crate) fn maps(
+        &self,
+        scored: &PatchScores,
+        image_size_px: (usize, usize),
+    ) -> Result<Tensor> {
+        if image_size_px.0 == 0 || image_size_px.1 == 0 {
+            return Err(shape_error(
+                "image_size_px",
+                "(H > 0, W > 0)",
+                &[image_size_px.0, image_size_px.1],
+            ));
+        }
+        let (h, w) = self.grid;
+        let grid_scores = scored.scores.reshape((scored.patches.n_images, h, w))?;
+        let post = MapPostprocess::new(
+            self.grid,
+            image_size_px,
+            self.blur_sigma_px,
+            grid_scores.device(),
+        )?;
+        post.apply(&grid_scores)
+    }
+}
+
+/// A fitted PatchCore detector: a memory bank of training patches scored by nearest-neighbour
+/// distance.
+///
+/// Maps are the distance of each test patch to its nearest bank patch (`[N, h, w]`), upsampled
+/// bilinearly to the image size and blurred (see [`PatchCoreConfig::blur_sigma_px`]). Scoring is
+/// deterministic: the same model and features give bit-identical maps.
+#[derive(Clone, Debug)]
+pub struct PatchCore {
+    config: PatchCoreConfig,
+    pub(crate) inner: BankDetector,
+}
+
+impl PatchCore {
+    /// The configuration the model was fitted with.
+    pub fn config(&self) -> &PatchCoreConfig {
+        &self.config
+    }
+
+    /// Number of patches in the memory bank.
+    pub fn bank_len(&self) -> usize {
+        self.inner.bank.len()
+    }
+
+    /// The memory bank `[K, D]` f32.
+    pub fn bank(&self) -> &Tensor {
+        &self.inner.bank.features
+    }
+
+    /// The feature grid `(h, w)` the model was fitted on.
+    pub fn grid(&self) -> (usize, usize) {
+        self.inner.grid
+    }
+
+    /// Rebuilds a model from its parts (used by loading).
+    pub(crate) fn from_parts(
+        config: PatchCoreConfig,
+        bank: Tensor,
+        grid: (usize, usize),
+    ) -> Result<Self> {
+        config.validate()?;
+        let blur_sigma_px = config.blur_sigma_px;
+        Ok(Self {
+            config,
+            inner: BankDetector { bank: MemoryBank::new(bank, None)?, grid, blur_sigma_px },
+        })
+    }
+
+    /// The paper's image-score weight `1 − softmax(d)₀` for image `image` of a scored batch:
+    /// `d₀` is the distance of its most anomalous patch to that patch's nearest bank patch `m*`,
+    /// and `d₁…` its distances to the `b − 1` bank patches nearest to `m*`. Computed in f64 with
+    /// the maximum subtracted, so it is always finite; `1` when the bank has a single patch.
+    fn reweight(&self, scored: &PatchScores, image: usize, b: usize) -> Result<f64> {
+        let (h, w) = self.inner.grid;
+        let per_image = h * w;
+        let row = scored.scores.narrow(0, image * per_image, per_image)?;
+        let worst = image * per_image + row.argmax(0)?.to_scalar::<u32>()? as usize;
+        let bank = &self.inner.bank;
+        let nearest = scored.nearest.indices.get(worst)?.to_scalar::<u32>()? as usize;
+        let centre = bank.features.get(nearest)?;
+        let mut neighbours: Vec<(f32, usize)> =
+            bank.sq_distances_from(&centre)?.to_vec1::<f32>()?.into_iter().zip(0..).collect();
+        neighbours.retain(|&(_, i)| i != nearest);
+        neighbours.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        let support: Vec<usize> =
+            std::iter::once(nearest).chain(neighbours.iter().map(|&(_, i)| i)).take(b).collect();
+        if support.len() < 2 {
+            return Ok(1.0);
+        }
+        let query: Vec<f64> = scored
+            .patches
+            .matrix
+            .get(worst)?
+            .to_vec1::<f32>()?
+            .into_iter()
+            .map(f64::from)
+            .collect();
+        let mut dists = Vec::with_capacity(support.len());
+        for &i in &support {
+            let patch = bank.features.get(i)?.to_vec1::<f32>()?;
+            dists.push(
+                query
+                    .iter()
+                    .zip(&patch)
+                    .map(|(q, p)| (q - f64::from(*p)).powi(2))
+                    .sum::<f64>()
+                    .sqrt(),
+            );
+        }
+        let max = dists.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let total: f64 = dists.iter().map(|d| (d - max).exp()).sum();
+        Ok(1.0 - (dists[0] - max).exp() / total)
+    }
+}
+
+impl Fit for PatchCoreConfig {
+    type Model = PatchCore;
+
+    /// Builds the memory bank from all training patches: seeded random projection, greedy
+    /// k-center coreset of `coreset_fraction` of the patches, bank = the selected full-dimension
+    /// patches.
+    fn fit(&self, layers: &[Tensor]) -> Result<PatchCore> {
+        self.validate()?;
+        let device = layers.first().map_or(Device::Cpu, |l| l.device().clone());
+        let patches = patch_matrix(layers, &device)?;
+        let n = patches.matrix.dim(0)?;
+        let _span =
+            tracing::info_span!("patchcore_fit", n_images = patches.n_images, n_patches = n)
+                .entered();
+        let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
+        let bank = if self.coreset_fraction >= 1.0 {
+            patches.matrix
+        } else {
+            let projected = project(&patches.matrix, self.projection_dim, &mut rng)?;
+            let selected =
+                greedy_coreset(&projected, coreset_size(self.coreset_fraction, n), &mut rng)?;
+            let len = selected.len();
+            let index = Tensor::from_vec(selected, len, &device)?;
+            patches.matrix.index_select(&index, 0)?
+        };
+        tracing::info!(bank = bank.dim(0)?, "patchcore memory bank");
+        PatchCore::from_parts(self.clone(), bank, patches.grid)
+    }
+}
+
+impl Detector for PatchCore {
+    fn name(&self) -> String {
+        let c = &self.config;
+        let proj = c.projection_dim.map_or("none".into(), |d| d.to_string());
+        let reweight = c.reweight_neighbours.map_or("none".into(), |b| b.to_string());
+        format!(
+            "patchcore(coreset={},proj={proj},reweight={reweight},sigma={})",
+            c.coreset_fraction, c.blur_sigma_px
+        )
+    }
+
+    fn anomaly_maps(&self, layers: &[Tensor], image_size_px: (usize, usize)) -> Result<Tensor> {
+        let scored = self.inner.patch_scores(layers)?;
+        self.inner.maps(&scored, image_size_px)
+    }
+
+    /// The rule's score of each map, multiplied, when `reweight_neighbours` is set, by the
+    /// paper's softmax weight of the image's most anomalous patch (see the crate docs for how
+    /// this differs from the reference, which takes the maximum before upsampling).
+    fn score(
+        &self,
+        layers: &[Tensor],
+        image_size_px: (usize, usize),
+        rule: ImageScoreRule,
+    ) -> Result<Scores> {
+        let scored = self.inner.patch_scores(layers)?;
+        let maps = self.inner.maps(&scored, image_size_px)?;
+        let mut image_scores = image_scores(&maps, rule)?;
+        if let Some(b) = self.config.reweight_neighbours {
+            for (image, score) in image_scores.iter_mut().enumerate() {
+                *score = (f64::from(*score) * self.reweight(&scored, image, b)?) as f32;
+            }
+        }
+        Ok(Scores { maps, image_scores })
+    }
+}

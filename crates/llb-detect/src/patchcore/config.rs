@@ -1,0 +1,132 @@
+//! PatchCore's configuration and its presets.
+
+use crate::{Error, Result};
+
+/// Settings of a PatchCore detector (Roth et al., "Towards Total Recall in Industrial Anomaly
+/// Detection", CVPR 2022).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PatchCoreConfig {
+    /// Fraction of the training patches kept in the memory bank by greedy k-center coreset
+    /// selection, in `(0, 1]`; `1` keeps every patch (no coreset).
+    pub coreset_fraction: f64,
+    /// Dimension of the seeded random projection the coreset distances are computed in; `None`
+    /// selects on the full features.
+    pub projection_dim: Option<usize>,
+    /// `Some(b)`: multiply the image score by the paper's softmax weight over the `b` bank
+    /// neighbours of the nearest bank patch of the most anomalous test patch (`b ≥ 2`); `None`:
+    /// no re-weighting.
+    pub reweight_neighbours: Option<usize>,
+    /// Standard deviation, in pixels, of the Gaussian blur applied to upsampled maps; `0` turns
+    /// the blur off.
+    pub blur_sigma_px: f64,
+    /// Seed of the random projection and of the coreset's starting point.
+    pub seed: u64,
+}
+
+impl PatchCoreConfig {
+    /// The PatchCore paper and its reference code (amazon-science/patchcore-inspection):
+    /// a 10 % coreset on a 128-dimensional random projection, 1-NN patch scores without image
+    /// re-weighting (the released code does not re-weight), blur σ = 4.
+    pub fn roth2022() -> Self {
+        Self {
+            coreset_fraction: 0.1,
+            projection_dim: Some(128),
+            reweight_neighbours: None,
+            blur_sigma_px: 4.0,
+            seed: 0,
+        }
+    }
+
+    /// anomalib's `Patchcore` defaults (`coreset_sampling_ratio = 0.1`, `num_neighbors = 9`):
+    /// the same coreset, with the paper's softmax re-weighting of the image score over 9
+    /// neighbours.
+    pub fn anomalib() -> Self {
+        Self { reweight_neighbours: Some(9), ..Self::roth2022() }
+    }
+
+    /// Checks every field.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the first invalid field.
+    pub fn validate(&self) -> Result<()> {
+        let f = self.coreset_fraction;
+        if !(f > 0.0 && f <= 1.0) {
+            return Err(config_error("coreset_fraction", f, "must lie in (0, 1]"));
+        }
+        if self.projection_dim == Some(0) {
+            return Err(config_error("projection_dim", 0, "must be positive when set"));
+        }
+        if let Some(b) = self.reweight_neighbours
+            && b < 2
+        {
+            return Err(config_error("reweight_neighbours", b, "must be at least 2 when set"));
+        }
+        if !(self.blur_sigma_px >= 0.0 && self.blur_sigma_px.is_finite()) {
+            return Err(config_error(
+                "blur_sigma_px",
+                self.blur_sigma_px,
+                "must be finite and >= 0",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Builds an [`Error::Config`].
+pub(crate) fn config_error(
+    field: &'static str,
+    value: impl std::fmt::Display,
+    reason: &'static str,
+) -> Error {
+    Error::Config { field, value: value.to_string(), reason }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presets_are_valid_and_round_trip() {
+        for config in [PatchCoreConfig::roth2022(), PatchCoreConfig::anomalib()] {
+            config.validate().unwrap();
+            let json = serde_json::to_string(&config).unwrap();
+            assert_eq!(serde_json::from_str::<PatchCoreConfig>(&json).unwrap(), config);
+        }
+    }
+
+    #[test]
+    fn bad_fields_are_named() {
+        let check = |config: PatchCoreConfig, field: &str| match config.validate() {
+            Err(Error::Config { field: got, .. }) => assert_eq!(got, field),
+            other => panic!("expected a config error on {field}, got {other:?}"),
+        };
+        check(
+            PatchCoreConfig { coreset_fraction: 0.0, ..PatchCoreConfig::roth2022() },
+            "coreset_fraction",
+        );
+        check(
+            PatchCoreConfig { coreset_fraction: f64::NAN, ..PatchCoreConfig::roth2022() },
+            "coreset_fraction",
+        );
+        check(
+            PatchCoreConfig { projection_dim: Some(0), ..PatchCoreConfig::roth2022() },
+            "projection_dim",
+        );
+        check(
+            PatchCoreConfig { reweight_neighbours: Some(1), ..PatchCoreConfig::roth2022() },
+            "reweight_neighbours",
+        );
+        check(
+            PatchCoreConfig { blur_sigma_px: -1.0, ..PatchCoreConfig::roth2022() },
+            "blur_sigma_px",
+        );
+    }
+
+    #[test]
+    fn unknown_fields_are_rejected() {
+        let json = r#"{"coreset_fraction":0.1,"projection_dim":128,"reweight_neighbours":null,
+            "blur_sigma_px":4.0,"seed":0,"threshold":0.5}"#;
+        assert!(serde_json::from_str::<PatchCoreConfig>(json).is_err());
+    }
+}

@@ -1,0 +1,18 @@
+//! PatchCore (Roth et al., CVPR 2022): a coreset memory bank of training patches scored by
+//! nearest-neighbour distance.
+
+mod algorithm;
+mod bank;
+mod config;
+mod coreset;
+#[cfg(test)]
+pub(crate) mod test_data;
+#[cfg(test)]
+mod tests;
+
+pub(crate) use algorithm::BankDetector;
+pub use algorithm::PatchCore;
+pub(crate) use bank::MemoryBank;
+pub use config::PatchCoreConfig;
+pub(crate) use config::config_error;
+pub(crate) use coreset::{coreset_size, greedy_coreset, project};
