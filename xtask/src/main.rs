@@ -1,9 +1,11 @@
 //! `cargo xtask`: the project's automation, in Rust, with no extra tools to install.
 //!
-//! Subcommands: `ci` (what `.ci/run` runs), `tidy` (the tidy checks alone).
+//! Subcommands: `bench <name>` (heavy benchmarks), `ci` (what `.ci/run` runs), `tidy` (the tidy
+//! checks alone).
 
 #![allow(clippy::print_stdout, clippy::print_stderr, reason = "xtask reports to the terminal")]
 
+mod bench;
 mod ci;
 mod tidy;
 
@@ -12,10 +14,11 @@ fn main() -> anyhow::Result<()> {
     let sh = xshell::Shell::new()?;
     sh.change_dir(project_root());
     match args.first().map(String::as_str) {
+        Some("bench") => bench::run(&sh, &args[1..]),
         Some("ci") => ci::run(&sh),
         Some("tidy") => tidy::run(&project_root()),
         _ => {
-            eprintln!("usage: cargo xtask <ci|tidy>");
+            eprintln!("usage: cargo xtask <bench|ci|tidy>");
             std::process::exit(2)
         }
     }
@@ -23,5 +26,8 @@ fn main() -> anyhow::Result<()> {
 
 /// The workspace root (the parent of `xtask/`).
 pub(crate) fn project_root() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask sits in the workspace root").to_path_buf()
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask sits in the workspace root")
+        .to_path_buf()
 }

@@ -1,0 +1,155 @@
+//! `cargo xtask bench <name>`: benchmarks that are too heavy for the test suite. Each builds a
+//! release example once and runs it in a fresh process per configuration (so peak memory is per configuration),
+//! collects the one JSON line it prints, and renders a Markdown table.
+//!
+//! To add a benchmark, write one `fn(&Shell, &[String]) -> anyhow::Result<()>` below and add a
+//! line to [`BENCHES`].
+
+use anyhow::{Context, bail};
+use serde_json::Value;
+use xshell::{Shell, cmd};
+
+/// A benchmark: its subcommand name, a one-line description and the function that runs it.
+type Bench = (&'static str, &'static str, fn(&Shell, &[String]) -> anyhow::Result<()>);
+
+/// Every benchmark, by subcommand name.
+const BENCHES: &[Bench] = &[(
+    "metrics",
+    "exact vs streaming pixel metrics on 256×256 maps [--sizes 250,500,1000] [--bins 1000]",
+    metrics,
+)];
+
+/// Dispatches `cargo xtask bench <name> [options]`.
+pub(crate) fn run(sh: &Shell, args: &[String]) -> anyhow::Result<()> {
+    let name = args.first().map(String::as_str).unwrap_or("");
+    match BENCHES.iter().find(|(n, _, _)| *n == name) {
+        Some((_, _, bench)) => bench(sh, &args[1..]),
+        None => {
+            let list: Vec<String> = BENCHES.iter().map(|(n, d, _)| format!("  {n}: {d}")).collect();
+            bail!("unknown benchmark `{name}`; available:\n{}", list.join("\n"))
+        }
+    }
+}
+
+/// Builds `<package>`'s example `<example>` in release mode and returns the path of its
+/// executable (as cargo reports it, so a custom target dir works).
+fn build_example(sh: &Shell, package: &str, example: &str) -> anyhow::Result<std::path::PathBuf> {
+    let out = cmd!(
+        sh,
+        "cargo build --quiet --release -p {package} --example {example} --message-format=json"
+    )
+    .read()
+    .with_context(|| format!("building example {example} of {package}"))?;
+    for line in out.lines() {
+        let Ok(message) = serde_json::from_str::<Value>(line) else { continue };
+        if message["target"]["name"] == example
+            && let Some(path) = message["executable"].as_str()
+        {
+            return Ok(path.into());
+        }
+    }
+    bail!("cargo built no executable for example {example} of {package}")
+}
+
+/// Runs a built example in a fresh process and parses the last line it prints as JSON.
+fn run_example(sh: &Shell, executable: &std::path::Path, args: &[String]) -> anyhow::Result<Value> {
+    let out = cmd!(sh, "{executable} {args...}")
+        .read()
+        .with_context(|| format!("running {} {}", executable.display(), args.join(" ")))?;
+    let line =
+        out.lines().last().with_context(|| format!("{} printed nothing", executable.display()))?;
+    serde_json::from_str(line)
+        .with_context(|| format!("{} printed non-JSON: {line}", executable.display()))
+}
+
+/// Value of `--name value` in `args`, or `default`.
+fn option<'a>(args: &'a [String], name: &str, default: &'a str) -> anyhow::Result<&'a str> {
+    match args.iter().position(|a| a == name) {
+        None => Ok(default),
+        Some(i) => {
+            args.get(i + 1).map(String::as_str).with_context(|| format!("{name} needs a value"))
+        }
+    }
+}
+
+/// A Markdown table; every row must have as many cells as `header`.
+fn render_table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut out = format!("| {} |\n|{}\n", header.join(" | "), "---|".repeat(header.len()));
+    for row in rows {
+        out.push_str(&format!("| {} |\n", row.join(" | ")));
+    }
+    out
+}
+
+fn number(report: &Value, key: &str) -> anyhow::Result<f64> {
+    report[key].as_f64().with_context(|| format!("benchmark report lacks `{key}`: {report}"))
+}
+
+/// `cargo xtask bench metrics`: exact vs binned pixel evaluators on 256×256 maps.
+fn metrics(sh: &Shell, args: &[String]) -> anyhow::Result<()> {
+    let sizes: Vec<usize> = option(args, "--sizes", "250,500,1000")?
+        .split(',')
+        .map(|s| s.trim().parse().with_context(|| format!("--sizes: `{s}` is not a count")))
+        .collect::<anyhow::Result<_>>()?;
+    let bins = option(args, "--bins", "1000")?.to_string();
+    let executable = build_example(sh, "llb-metrics", "bench_metrics")?;
+    let mut rows = Vec::new();
+    for n_maps in sizes {
+        let run = |mode: &str| {
+            let args = [mode.to_string(), n_maps.to_string(), bins.clone()];
+            run_example(sh, &executable, &args)
+        };
+        let (exact, binned) = (run("exact")?, run("binned")?);
+        let cell = |v: f64, digits: usize| format!("{v:.digits$}");
+        let mut row = vec![n_maps.to_string()];
+        for report in [&exact, &binned] {
+            row.push(cell(number(report, "eval_seconds")?, 3));
+            row.push(cell(number(report, "peak_rss_mib")?, 1));
+        }
+        row.push(cell(number(&binned, "eval_seconds")? / number(&exact, "eval_seconds")?, 3));
+        row.push(cell(number(&binned, "peak_rss_mib")? / number(&exact, "peak_rss_mib")?, 4));
+        for key in ["p_auroc", "p_aupro"] {
+            row.push(format!("{:.1e}", (number(&binned, key)? - number(&exact, key)?).abs()));
+        }
+        rows.push(row);
+    }
+    let header = [
+        "maps",
+        "exact s",
+        "exact peak MiB",
+        &format!("binned({bins}) s"),
+        "binned peak MiB",
+        "time ratio",
+        "memory ratio",
+        "P-AUROC binned − exact (abs)",
+        "P-AUPRO binned − exact (abs)",
+    ];
+    println!("{}", render_table(&header, &rows));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_render_as_markdown() {
+        let table = render_table(&["a", "b"], &[vec!["1".into(), "2".into()]]);
+        assert_eq!(table, "| a | b |\n|---|---|\n| 1 | 2 |\n");
+    }
+
+    #[test]
+    fn options_take_the_next_argument() {
+        let args: Vec<String> = ["--bins", "64"].map(String::from).to_vec();
+        assert_eq!(option(&args, "--bins", "1000").unwrap(), "64");
+        assert_eq!(option(&args, "--sizes", "10").unwrap(), "10");
+        assert!(option(&args[..1], "--bins", "1000").is_err());
+    }
+
+    #[test]
+    fn unknown_benchmarks_list_the_known_ones() {
+        let sh = Shell::new().unwrap();
+        let err = run(&sh, &["nope".into()]).unwrap_err().to_string();
+        assert!(err.contains("metrics"), "{err}");
+    }
+}
