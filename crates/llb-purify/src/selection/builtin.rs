@@ -39,8 +39,10 @@ pub enum BuiltinSelector {
     /// EM (start: means at the quartiles, equal weights, the sample variance) and drop the samples
     /// that the high component claims (posterior > 0.5) above the low component's mean.
     /// Made monotone: the lowest such score and everything above it is dropped.
-    /// Falls back to keeping everything when the mixture degenerates (fewer than 3 samples, all
-    /// equal, a component under one sample's weight, or coinciding means).
+    /// Falls back to keeping everything when the data show no second mode: fewer than 3 samples,
+    /// all equal, a component under one sample's weight, BIC preferring one Gaussian, or Ashman's
+    /// D ≤ 2 between the components (EM would otherwise split any unimodal or skewed
+    /// distribution and drop its upper tail).
     GmmSplit,
 }
 

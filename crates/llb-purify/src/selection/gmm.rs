@@ -36,7 +36,11 @@ impl Mixture {
 ///
 /// Returns `None` when the data cannot support two components (fewer than 3 values, all equal)
 /// or when the fit degenerates: a component holding less than one sample's worth of weight, or
-/// means closer than 1e-9 standard deviations.
+/// components that are not clearly two modes, i.e. when either
+/// - BIC prefers a single Gaussian: 2·(log L₂ − log L₁) ≤ 3·ln n (3 extra parameters), or
+/// - Ashman's D = √2·|μ₁ − μ₀| / √(σ₀² + σ₁²) ≤ 2 (the usual bound for a clean separation);
+///   without this, EM splits any unimodal or skewed distribution and the split would drop its
+///   upper tail.
 pub(crate) fn fit(sorted: &[f64]) -> Option<Mixture> {
     let n = sorted.len();
     if n < 3 || sorted[0] == sorted[n - 1] {
@@ -51,10 +55,11 @@ pub(crate) fn fit(sorted: &[f64]) -> Option<Mixture> {
     }
     let mut mix = Mixture { weight: [0.5, 0.5], mean: [lo, hi], variance: [total_var, total_var] };
     let mut last_ll = f64::NEG_INFINITY;
+    let mut ll = f64::NEG_INFINITY;
     let mut resp = vec![0.0; n];
     for _ in 0..MAX_ITERATIONS {
         // E step: responsibilities of the high component, and the mean log-likelihood.
-        let mut ll = 0.0;
+        ll = 0.0;
         for (r, &x) in resp.iter_mut().zip(sorted) {
             let (a, b) = (mix.log_joint(0, x), mix.log_joint(1, x));
             let m = a.max(b);
@@ -93,7 +98,12 @@ pub(crate) fn fit(sorted: &[f64]) -> Option<Mixture> {
             variance: [mix.variance[1], mix.variance[0]],
         };
     }
-    if mix.mean[1] - mix.mean[0] < 1e-9 * total_var.sqrt() {
+    let ashman_d = std::f64::consts::SQRT_2 * (mix.mean[1] - mix.mean[0])
+        / (mix.variance[0] + mix.variance[1]).sqrt();
+    // `ll` is the mean log-likelihood of the last E step; a single Gaussian's is closed-form.
+    let ll_one = -0.5 * ((2.0 * std::f64::consts::PI * total_var).ln() + 1.0);
+    let n = n as f64;
+    if ashman_d <= 2.0 || 2.0 * n * (ll - ll_one) <= 3.0 * n.ln() {
         return None;
     }
     Some(mix)
@@ -118,5 +128,29 @@ mod tests {
     fn degenerate_inputs_give_none() {
         assert_eq!(fit(&[1.0, 1.0, 1.0, 1.0]), None);
         assert_eq!(fit(&[1.0, 2.0]), None);
+    }
+
+    /// A deterministic approximately normal sample (Irwin–Hall: the sum of 12 uniforms minus 6,
+    /// from a xorshift generator), mapped through `exp(skew · z)`; sorted.
+    fn unimodal(n: usize, skew: f64) -> Vec<f64> {
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut uniform = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let mut v: Vec<f64> = (0..n)
+            .map(|_| (skew * ((0..12).map(|_| uniform()).sum::<f64>() - 6.0)).exp())
+            .collect();
+        v.sort_by(f64::total_cmp);
+        v
+    }
+
+    #[test]
+    fn unimodal_and_skewed_samples_are_not_split() {
+        // A Gaussian sample, and a log-normal one (skewed like real anomaly scores).
+        assert_eq!(fit(&unimodal(400, 0.01)), None);
+        assert_eq!(fit(&unimodal(400, 0.5)), None);
     }
 }
