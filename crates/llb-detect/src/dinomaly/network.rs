@@ -139,7 +139,10 @@ fn get<'a>(weights: &'a Weights, name: &str) -> Result<&'a Tensor> {
 fn linear(weights: &Weights, prefix: &str, x: &Tensor) -> Result<Tensor> {
     let w = get(weights, &format!("{prefix}.weight"))?;
     let b = get(weights, &format!("{prefix}.bias"))?;
-    Ok(x.broadcast_matmul(&w.t()?)?.broadcast_add(b)?)
+    // One 2-D product over all tokens: the transposed weight is a strided view, no copy.
+    let (batch, n, inp) = x.dims3()?;
+    let y = x.reshape((batch * n, inp))?.matmul(&w.t()?)?.broadcast_add(b)?;
+    Ok(y.reshape((batch, n, w.dim(0)?))?)
 }
 
 /// Layer norm over the last dimension, from differentiable primitives.
@@ -246,4 +249,70 @@ pub(crate) fn dropout_masks(
         hidden: mask(config.mlp_ratio * c)?,
         output: mask(c)?,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Naive reference: per head, `A = φ(Q)φ(K)ᵀ`, rows normalised, times `V`, in f64.
+    #[test]
+    fn linear_attention_matches_the_quadratic_form() -> Result<()> {
+        let mut config = DinomalyConfig::llbnad();
+        config.head_dim = 4;
+        let (b, n, dim, heads, d) = (2, 5, 8, 2, 4);
+        let weights = init_weights(&config, dim, &Device::Cpu)?;
+        let mut rng = rng::stream(5, Purpose::Init, 9);
+        let x: Vec<f32> = (0..b * n * dim).map(|_| rng::normal(&mut rng) as f32).collect();
+        let x = Tensor::from_vec(x, (b, n, dim), &Device::Cpu)?;
+        let ours = linear_attention(&weights, "decoder.0.attn", &x, heads)?;
+
+        let qkv = linear(&weights, "decoder.0.attn.qkv", &x)?.to_vec3::<f32>()?;
+        let phi = |v: f32| if v > 0.0 { f64::from(v) + 1.0 } else { f64::from(v).exp() };
+        let mut mixed = vec![0f32; b * n * dim];
+        for bi in 0..b {
+            for h in 0..heads {
+                for i in 0..n {
+                    let mut acc = vec![0f64; d];
+                    let mut norm = 0f64;
+                    for j in 0..n {
+                        let a: f64 = (0..d)
+                            .map(|c| phi(qkv[bi][i][h * d + c]) * phi(qkv[bi][j][dim + h * d + c]))
+                            .sum();
+                        norm += a;
+                        for (c, slot) in acc.iter_mut().enumerate() {
+                            *slot += a * f64::from(qkv[bi][j][2 * dim + h * d + c]);
+                        }
+                    }
+                    for (c, v) in acc.iter().enumerate() {
+                        mixed[(bi * n + i) * dim + h * d + c] = (v / norm) as f32;
+                    }
+                }
+            }
+        }
+        let mixed = Tensor::from_vec(mixed, (b, n, dim), &Device::Cpu)?;
+        let reference = linear(&weights, "decoder.0.attn.proj", &mixed)?;
+        let diff = (ours - reference)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?;
+        assert!(diff < 1e-5, "max difference {diff}");
+        Ok(())
+    }
+
+    #[test]
+    fn trunc_normal_init_respects_bound_and_norms_start_at_identity() -> Result<()> {
+        let config = DinomalyConfig::guo2025();
+        let weights = init_weights(&config, 64, &Device::Cpu)?;
+        check_weights(&config, 64, &weights)?;
+        let fc1 = weights["bottleneck.0.fc1.weight"].flatten_all()?.to_vec1::<f32>()?;
+        assert!(fc1.iter().all(|w| w.abs() <= 0.03));
+        let std = (fc1.iter().map(|w| w * w).sum::<f32>() / fc1.len() as f32).sqrt();
+        assert!((0.008..0.0100).contains(&std), "std {std}");
+        assert!(weights["decoder.3.norm2.weight"].to_vec1::<f32>()?.iter().all(|&w| w == 1.0));
+        assert!(weights["decoder.3.attn.qkv.bias"].to_vec1::<f32>()?.iter().all(|&w| w == 0.0));
+        let again = init_weights(&config, 64, &Device::Cpu)?;
+        assert_eq!(
+            again["decoder.7.mlp.fc2.weight"].to_vec2::<f32>()?,
+            weights["decoder.7.mlp.fc2.weight"].to_vec2::<f32>()?
+        );
+        Ok(())
+    }
 }
