@@ -16,15 +16,22 @@
 
 mod cache;
 mod convert;
+mod efficientnet;
 mod encoder;
 mod error;
 mod vit;
+mod wideresnet;
 
 pub use cache::{CacheItem, CachedFeatures, FeatureCache, FeatureKey, sha256_hex};
 pub use convert::{
     ConversionReport, OnnxGraph, OnnxNode, OnnxTensor, PthContents, PthFormat, PthReport,
     RawTensor, convert_onnx_dinov2, convert_pth, read_pth,
 };
+pub use efficientnet::{
+    EfficientNetLite, EfficientNetLiteConfig, EfficientNetLiteEncoder,
+    EfficientNetLiteEncoderConfig, MbConvSpec,
+};
 pub use encoder::{Encoder, InputSpec};
 pub use error::{Error, Result};
 pub use vit::{Dinov2Config, Dinov2Encoder, PosInterpolation, ViT, ViTConfig, ViTWeights};
+pub use wideresnet::{WideResNet, WideResNetConfig, WideResNetEncoder, WideResNetEncoderConfig};
