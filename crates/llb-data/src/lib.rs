@@ -1,3 +1,41 @@
-//! `llb-data`: Data set readers, FUIAD contamination and the built-in texture benchmark for llb.
+//! `llb-data`: turns folders on disk into samples with explicit, stable ids, and builds the noisy
+//! training sets the LLBNAD method is about.
 //!
-//! Work in progress: the public API is being built.
+//! Place in the pipeline: first stage. Input: a data set on disk (this crate never downloads;
+//! `llb-assets` fetches, the CLI passes paths). Output: [`Dataset`]s of [`Sample`]s for
+//! `llb-features` and the crates above, and [`PreparedImage`]s (`[3, H, W]` f32, no tensors).
+//!
+//! - Readers: [`read_mvtec`], [`read_visa`], [`read_realiad`] / [`read_realiad_json`],
+//!   [`read_image_folder`], [`read_fashion_mnist`].
+//! - Contamination: [`contaminate`] builds the FUIAD noisy split of a clean data set.
+//! - Built-in benchmark: [`generate_benchmark`] writes MVTec-layout categories from texture
+//!   photos with synthetic defects and exact masks; [`checksum_tree`] lists what it wrote.
+//! - Preprocessing: [`prepare_images`] / [`prepare_masks`] decode, resize and normalise in
+//!   parallel, reporting per-sample failures instead of stopping.
+//!
+//! Invariants: sample ids are unique within a data set and both splits are sorted by id; every
+//! random choice is seeded from a config; the hidden [`llb_types::Label`] of a training sample is
+//! never needed by any model; bad files give errors naming the file, never a panic.
+
+mod benchmark;
+mod contamination;
+mod error;
+mod preprocess;
+mod readers;
+mod sample;
+
+pub use benchmark::{
+    BenchmarkConfig, DefectKind, Texture, checksum_tree, generate_benchmark, load_texture,
+    render_contact_sheet, synthetic_texture,
+};
+pub use contamination::{ContaminationConfig, ContaminationReport, anomalies_needed, contaminate};
+pub use error::{Error, Result};
+pub use preprocess::{
+    Prepared, PreparedImage, PreparedMask, PreprocessConfig, load_rgb, prepare_image,
+    prepare_images, prepare_mask, prepare_masks,
+};
+pub use readers::{
+    FASHION_MNIST_CLASSES, FashionMnistConfig, RealIadSplit, read_fashion_mnist, read_image_folder,
+    read_mvtec, read_realiad, read_realiad_json, read_visa, realiad_group,
+};
+pub use sample::{Dataset, Sample};

@@ -1,0 +1,144 @@
+//! Texture photos (or a synthetic stand-in) and the crops that become tiles.
+//!
+//! Train/test split of a texture: training tiles are cropped from the top half of the photo
+//! (rows `0..H/2`), test tiles (normal and defective) from the bottom half (rows `H/2..H`), so
+//! test normals are never seen in training. Each crop gets one of the 8 flips / 90° rotations.
+
+use super::math::{Tile, tile_rng};
+use crate::error::{Error, Result};
+use crate::preprocess::load_rgb;
+use image::RgbImage;
+use rand::Rng;
+use std::path::Path;
+
+/// A named texture image, the source of one benchmark category.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Texture {
+    /// Category name: lower-case ASCII letters, digits, `_` or `-`.
+    pub name: String,
+    /// The photo, as 8-bit RGB (grey photos replicated to 3 channels).
+    pub image: RgbImage,
+}
+
+/// Loads a texture photo (any format [`load_rgb`] reads).
+///
+/// # Errors
+/// [`Error::Io`] or [`Error::Decode`] naming the file.
+pub fn load_texture(name: &str, path: &Path) -> Result<Texture> {
+    Ok(Texture { name: name.to_string(), image: load_rgb(path)? })
+}
+
+/// A deterministic grey texture made in code (multi-octave value noise plus a faint grating), a
+/// stand-in for photos in tests: the same `seed` and size give the same pixels on every machine.
+pub fn synthetic_texture(name: &str, seed: u64, width: u32, height: u32) -> Texture {
+    let mut rng = tile_rng(seed, name, 7, 0);
+    let (w, h) = (width as usize, height as usize);
+    let mut value = vec![0.0f32; w * h];
+    for (octave, cell) in [32usize, 16, 8, 4].into_iter().enumerate() {
+        let (gw, gh) = (w / cell + 2, h / cell + 2);
+        let grid: Vec<f32> = (0..gw * gh).map(|_| rng.random::<f32>()).collect();
+        let amplitude = 0.5f32.powi(octave as i32);
+        for y in 0..h {
+            let (gy, fy) = (y / cell, smooth((y % cell) as f32 / cell as f32));
+            for x in 0..w {
+                let (gx, fx) = (x / cell, smooth((x % cell) as f32 / cell as f32));
+                let at = |i: usize, j: usize| grid[(gy + j) * gw + gx + i];
+                let top = at(0, 0) + (at(1, 0) - at(0, 0)) * fx;
+                let bottom = at(0, 1) + (at(1, 1) - at(0, 1)) * fx;
+                value[y * w + x] += amplitude * (top + (bottom - top) * fy);
+            }
+        }
+    }
+    let pixels = value
+        .iter()
+        .enumerate()
+        .flat_map(|(i, v)| {
+            let stripe = if (i % w / 6 + i / w / 11) % 2 == 0 { 0.06 } else { 0.0 };
+            let g = ((v / 1.875) * 0.8 + 0.1 + stripe).clamp(0.0, 1.0);
+            let g = (g * 255.0 + 0.5).floor() as u8;
+            [g, g, g]
+        })
+        .collect();
+    let image =
+        RgbImage::from_raw(width, height, pixels).unwrap_or_else(|| RgbImage::new(width, height));
+    Texture { name: name.to_string(), image }
+}
+
+fn smooth(t: f32) -> f32 {
+    t * t * (3.0 - 2.0 * t)
+}
+
+/// Which half of the texture a crop comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Region {
+    /// Rows `0..H/2`: training tiles.
+    Train,
+    /// Rows `H/2..H`: test tiles and cut-paste donors.
+    Test,
+}
+
+/// Fails unless the texture can hold a tile in each half and has a valid name.
+pub(crate) fn check_texture(texture: &Texture, tile: u32) -> Result<()> {
+    let valid = !texture.name.is_empty()
+        && texture
+            .name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+    if !valid {
+        return Err(Error::config(
+            "texture name",
+            &texture.name,
+            "lower-case ASCII letters, digits, `_` or `-`",
+        ));
+    }
+    let (w, h) = texture.image.dimensions();
+    if w < tile || h / 2 < tile {
+        return Err(Error::TooSmall {
+            path: texture.name.clone().into(),
+            width: w,
+            height: h,
+            reason: format!(
+                "needs width >= {tile} and height >= {} for disjoint train/test halves",
+                2 * tile
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// A random `size`² crop of one half of the texture, with a random flip / 90° rotation.
+pub(crate) fn crop_tile(texture: &Texture, region: Region, size: u32, rng: &mut impl Rng) -> Tile {
+    let (w, h) = texture.image.dimensions();
+    let half = h / 2;
+    let (y_lo, y_hi) = match region {
+        Region::Train => (0, half - size),
+        Region::Test => (half, h - size),
+    };
+    let x0 = rng.random_range(0..=w - size);
+    let y0 = rng.random_range(y_lo..=y_hi);
+    let transform = rng.random_range(0..8u8);
+    let n = size as usize;
+    let mut data = vec![0.0f32; 3 * n * n];
+    for y in 0..n {
+        for x in 0..n {
+            let (sx, sy) = dihedral(x, y, n, transform);
+            let p = texture.image.get_pixel(x0 + sx as u32, y0 + sy as u32).0;
+            let i = 3 * (y * n + x);
+            for c in 0..3 {
+                data[i + c] = f32::from(p[c]) / 255.0;
+            }
+        }
+    }
+    Tile { size: n, data }
+}
+
+/// Source coordinates of `(x, y)` under one of the 8 symmetries of the square.
+fn dihedral(x: usize, y: usize, n: usize, t: u8) -> (usize, usize) {
+    let (x, y) = if t & 4 != 0 { (n - 1 - x, y) } else { (x, y) };
+    match t & 3 {
+        0 => (x, y),
+        1 => (y, n - 1 - x),
+        2 => (n - 1 - x, n - 1 - y),
+        _ => (n - 1 - y, x),
+    }
+}

@@ -1,0 +1,16 @@
+//! Readers that turn folders on disk into [`Dataset`](crate::Dataset)s with stable sample ids.
+
+mod fashion_mnist;
+mod folder;
+mod mvtec;
+mod realiad;
+mod visa;
+
+#[cfg(test)]
+mod tests;
+
+pub use fashion_mnist::{FASHION_MNIST_CLASSES, FashionMnistConfig, read_fashion_mnist};
+pub use folder::read_image_folder;
+pub use mvtec::read_mvtec;
+pub use realiad::{RealIadSplit, read_realiad, read_realiad_json, realiad_group};
+pub use visa::read_visa;
