@@ -3,6 +3,7 @@
 #![allow(clippy::print_stdout, reason = "a command line prints its results")]
 
 mod cli;
+mod fetch_cmd;
 
 fn main() -> std::process::ExitCode {
     cli::main()
