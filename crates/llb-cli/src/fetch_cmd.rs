@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use llb_assets::{
-    Asset, AssetCache, BUNDLES, Bundle, BundleFetch, DINOV2_VITS14_HUB, DINOV2_VITS14_ONNX,
-    DINOV2_VITS14_WEIGHTS, EFFICIENTNET_LITE0_PTH, EFFICIENTNET_LITE0_WEIGHTS, FetchOptions,
-    Outcome, RegistryClient, Route,
+    Asset, AssetCache, BUNDLES, Bundle, BundleFetch, CacheState, DINOV2_VITS14_HUB,
+    DINOV2_VITS14_ONNX, DINOV2_VITS14_WEIGHTS, EFFICIENTNET_LITE0_PTH, EFFICIENTNET_LITE0_WEIGHTS,
+    FetchOptions, Outcome, RegistryClient, Route,
 };
 use serde::Serialize;
 
@@ -74,6 +74,9 @@ struct PostStep {
     input: &'static Asset,
     /// The cache-relative output path.
     output: &'static str,
+    /// The asset whose `.sha256` sidecar records the output (so a corrupt output is converted
+    /// again), when there is one.
+    recorded_as: Option<&'static Asset>,
     /// The converter, or `None` while it is not wired in yet.
     convert: Option<fn(input: &Path, output: &Path) -> anyhow::Result<()>>,
 }
@@ -87,6 +90,7 @@ const POST_STEPS: &[PostStep] = &[
         name: "onnx-to-safetensors",
         input: &DINOV2_VITS14_ONNX,
         output: DINOV2_VITS14_WEIGHTS,
+        recorded_as: Some(&DINOV2_VITS14_HUB),
         convert: Some(convert_dinov2_onnx),
     },
     PostStep {
@@ -94,6 +98,7 @@ const POST_STEPS: &[PostStep] = &[
         name: "pth-to-safetensors",
         input: &EFFICIENTNET_LITE0_PTH,
         output: EFFICIENTNET_LITE0_WEIGHTS,
+        recorded_as: None,
         convert: Some(convert_efficientnet_pth),
     },
 ];
@@ -162,7 +167,19 @@ fn post_process(cache: &AssetCache, fetched: &BundleFetch) -> anyhow::Result<Vec
         let input = cache.path_of(step.input);
         let output =
             step.output.split('/').fold(cache.root().to_path_buf(), |p, part| p.join(part));
-        let status = if output.is_file() {
+        let present = match step.recorded_as {
+            Some(asset) => match cache.verify(asset)? {
+                CacheState::Valid { .. } | CacheState::Unrecorded => true,
+                CacheState::Missing => false,
+                CacheState::Mismatch { expected, actual } => {
+                    tracing::warn!(step = step.name, output = %output.display(), %expected, %actual,
+                        "converted file does not match its recorded checksum; converting again");
+                    false
+                }
+            },
+            None => output.is_file(),
+        };
+        let status = if present {
             "present"
         } else if let Some(convert) = step.convert {
             tracing::info!(step = step.name, input = %input.display(), output = %output.display(), "converting");
@@ -174,8 +191,8 @@ fn post_process(cache: &AssetCache, fetched: &BundleFetch) -> anyhow::Result<Vec
                     output.display()
                 )
             })?;
-            if step.output == DINOV2_VITS14_HUB.dest {
-                cache.record_sha256(&DINOV2_VITS14_HUB)?;
+            if let Some(asset) = step.recorded_as {
+                cache.record_sha256(asset)?;
             }
             "converted"
         } else {
@@ -274,7 +291,29 @@ mod tests {
         for step in POST_STEPS {
             let bundle = Bundle::by_name(step.bundle).unwrap();
             assert!(bundle.registry.contains(step.input), "{}", step.name);
+            if let Some(asset) = step.recorded_as {
+                assert_eq!(asset.dest, step.output, "{}", step.name);
+            }
         }
+    }
+
+    #[test]
+    fn corrupt_recorded_output_is_converted_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = AssetCache::new(dir.path());
+        let output = cache.path_of(&DINOV2_VITS14_HUB);
+        llb_assets::write_atomic(&output, b"converted earlier").unwrap();
+        cache.record_sha256(&DINOV2_VITS14_HUB).unwrap();
+        let fetched =
+            BundleFetch { bundle: "dinov2-vits14", route: Route::Registry, files: Vec::new() };
+        assert_eq!(post_process(&cache, &fetched).unwrap()[0].status, "present");
+        llb_assets::write_atomic(&output, b"bit rot").unwrap();
+        // The conversion is attempted again; the raw ONNX is absent here, so it fails, naming it.
+        let text = format!("{:#}", post_process(&cache, &fetched).unwrap_err());
+        assert!(
+            text.contains("onnx-to-safetensors") && text.contains("vit_s_focus.onnx"),
+            "{text}"
+        );
     }
 
     #[test]
