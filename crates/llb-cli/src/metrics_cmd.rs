@@ -1,0 +1,416 @@
+//! `llb metrics`: image metrics from a CSV of scores, pixel metrics from a folder of `.npy`
+//! anomaly maps and PNG masks, printed as one JSON object on stdout.
+//!
+//! Exit codes: 0 on success, 2 for bad input (unreadable or malformed files, degenerate labels;
+//! the message names the file), 1 for an internal failure.
+
+use anyhow::Context;
+use llb_metrics::{
+    BinnedConfig, BinnedPixelEvaluator, ExactPixelEvaluator, ImageMetrics, PixelEvaluator,
+};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// Arguments of `llb metrics`.
+#[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("input").required(true).multiple(true).args(["image_scores", "maps"])))]
+pub(crate) struct MetricsArgs {
+    /// CSV with a header and columns `id,label,score` (label 0 normal, 1 anomalous; higher score
+    /// = more anomalous): prints `i_auroc`, `i_ap`, `i_f1max`.
+    #[arg(long, value_name = "FILE.csv")]
+    image_scores: Option<PathBuf>,
+    /// Folder of anomaly maps, one float32 2-D `.npy` (`<f4`, C order) per image: prints
+    /// `p_auroc`, `p_ap`, `p_f1max`, `p_aupro`, computed at the maps' resolution.
+    #[arg(long, value_name = "DIR", requires = "masks")]
+    maps: Option<PathBuf>,
+    /// Folder of ground-truth PNG masks named like the maps (`<stem>.png`; non-zero =
+    /// anomalous). A missing mask means an all-normal image.
+    #[arg(long, value_name = "DIR", requires = "maps")]
+    masks: Option<PathBuf>,
+    /// Use the streaming evaluator with this many histogram bins (memory independent of the
+    /// number of maps) instead of the exact one, which sorts every pixel.
+    #[arg(long, value_name = "N", requires = "maps")]
+    bins: Option<usize>,
+    /// Lower end of the histogram (with `--max-score`); by default a first pass over the maps
+    /// finds the smallest score.
+    #[arg(long, requires_all = ["bins", "max_score"], allow_hyphen_values = true)]
+    min_score: Option<f64>,
+    /// Upper end of the histogram (with `--min-score`); by default the largest score.
+    #[arg(long, requires_all = ["bins", "min_score"], allow_hyphen_values = true)]
+    max_score: Option<f64>,
+}
+
+/// A problem with the user's files or data: exit code 2.
+#[derive(Debug)]
+struct BadInput(String);
+
+impl std::fmt::Display for BadInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for BadInput {}
+
+fn bad(message: impl Into<String>) -> anyhow::Error {
+    anyhow::Error::new(BadInput(message.into()))
+}
+
+/// Runs `llb metrics`, prints the JSON object or the error, and returns the exit code (the
+/// caller installs the logger).
+#[allow(clippy::print_stderr, reason = "a command line reports its errors on stderr")]
+pub(crate) fn main(args: &MetricsArgs) -> ExitCode {
+    match run(args) {
+        Ok(json) => {
+            println!("{json}");
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(exit_status(&err))
+        }
+    }
+}
+
+/// 2 when any error in the chain is bad input, else 1.
+fn exit_status(err: &anyhow::Error) -> u8 {
+    if err.chain().any(|e| e.is::<BadInput>()) { 2 } else { 1 }
+}
+
+/// Computes the requested metrics as one JSON object.
+fn run(args: &MetricsArgs) -> anyhow::Result<serde_json::Value> {
+    let mut out = serde_json::Map::new();
+    if let Some(csv) = &args.image_scores {
+        let (scores, labels) = read_image_scores(csv)?;
+        let m = ImageMetrics::exact(&scores, &labels)
+            .map_err(|e| bad(format!("{}: {e}", csv.display())))?;
+        out.insert("i_auroc".into(), m.auroc.into());
+        out.insert("i_ap".into(), m.ap.into());
+        out.insert("i_f1max".into(), m.f1max.into());
+    }
+    if let (Some(maps), Some(masks)) = (&args.maps, &args.masks) {
+        let files = list_maps(maps)?;
+        let mut evaluator: Box<dyn PixelEvaluator> = match args.bins {
+            None => Box::new(ExactPixelEvaluator::new()),
+            Some(n_bins) => {
+                let (min_score, max_score) = match (args.min_score, args.max_score) {
+                    (Some(min), Some(max)) => (min, max),
+                    _ => score_range(&files)?,
+                };
+                let config = BinnedConfig { n_bins, min_score, max_score };
+                Box::new(BinnedPixelEvaluator::new(&config).map_err(|e| bad(e.to_string()))?)
+            }
+        };
+        for file in &files {
+            let map = read_npy(file)?;
+            let mask = read_mask(masks, file, map.width, map.height)?;
+            evaluator
+                .add(&map.values, &mask, map.width, map.height)
+                .map_err(|e| bad(format!("{}: {e}", file.display())))?;
+        }
+        let m = evaluator.finish().map_err(|e| bad(format!("{}: {e}", maps.display())))?;
+        tracing::info!(n_maps = files.len(), bins = ?args.bins, "pixel metrics");
+        out.insert("p_auroc".into(), m.auroc.into());
+        out.insert("p_ap".into(), m.ap.into());
+        out.insert("p_f1max".into(), m.f1max.into());
+        out.insert("p_aupro".into(), m.aupro.into());
+    }
+    Ok(serde_json::Value::Object(out))
+}
+
+/// Reads `id,label,score` rows (columns found by header name, in any order).
+fn read_image_scores(path: &Path) -> anyhow::Result<(Vec<f32>, Vec<bool>)> {
+    let name = path.display();
+    let text = std::fs::read_to_string(path).map_err(|e| bad(format!("reading {name}: {e}")))?;
+    let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
+    let (_, header) = lines.next().ok_or_else(|| bad(format!("{name}: empty file")))?;
+    let columns: Vec<&str> = header.split(',').map(str::trim).collect();
+    let column = |wanted: &str| {
+        columns.iter().position(|c| *c == wanted).ok_or_else(|| {
+            bad(format!("{name}: header `{header}` lacks column `{wanted}` (need id,label,score)"))
+        })
+    };
+    let (id_col, label_col, score_col) = (column("id")?, column("label")?, column("score")?);
+    let (mut scores, mut labels) = (Vec::new(), Vec::new());
+    let mut seen = std::collections::BTreeSet::new();
+    for (n, line) in lines {
+        let at = || format!("{name}:{}", n + 1);
+        let fields: Vec<&str> = line.split(',').map(str::trim).collect();
+        if fields.len() != columns.len() {
+            return Err(bad(format!(
+                "{}: {} fields, header has {}",
+                at(),
+                fields.len(),
+                columns.len()
+            )));
+        }
+        let id = fields[id_col];
+        if !seen.insert(id.to_string()) {
+            return Err(bad(format!("{}: duplicate id `{id}`", at())));
+        }
+        labels.push(match fields[label_col] {
+            "0" => false,
+            "1" => true,
+            other => return Err(bad(format!("{}: label `{other}` is not 0 or 1", at()))),
+        });
+        let raw = fields[score_col];
+        match raw.parse::<f32>() {
+            Ok(score) if score.is_finite() => scores.push(score),
+            _ => return Err(bad(format!("{}: score `{raw}` is not a finite number", at()))),
+        }
+    }
+    Ok((scores, labels))
+}
+
+/// The `.npy` files of a folder, sorted by name.
+fn list_maps(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let entries =
+        std::fs::read_dir(dir).map_err(|e| bad(format!("listing {}: {e}", dir.display())))?;
+    let mut files = Vec::new();
+    for entry in entries {
+        let path = entry.map_err(|e| bad(format!("listing {}: {e}", dir.display())))?.path();
+        if path.extension().is_some_and(|e| e == "npy") {
+            files.push(path);
+        }
+    }
+    if files.is_empty() {
+        return Err(bad(format!("{}: no .npy anomaly maps", dir.display())));
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// Smallest and largest score over all maps (the streaming evaluator's first pass).
+fn score_range(files: &[PathBuf]) -> anyhow::Result<(f64, f64)> {
+    let (mut min, mut max) = (f32::INFINITY, f32::NEG_INFINITY);
+    for file in files {
+        let map = read_npy(file)?;
+        if let Some(i) = map.values.iter().position(|v| !v.is_finite()) {
+            let value = map.values[i];
+            return Err(bad(format!(
+                "{}: value {value} at index {i} is not finite",
+                file.display()
+            )));
+        }
+        for &v in &map.values {
+            min = min.min(v);
+            max = max.max(v);
+        }
+    }
+    // A constant map still needs a non-empty range.
+    let (min, max) = (f64::from(min), f64::from(max));
+    Ok(if min < max { (min, max) } else { (min - 0.5, max + 0.5) })
+}
+
+/// The mask for `map_file` (`<stem>.png` in `dir`), or all-normal when there is none.
+fn read_mask(
+    dir: &Path,
+    map_file: &Path,
+    width: usize,
+    height: usize,
+) -> anyhow::Result<Vec<bool>> {
+    let stem = map_file.file_stem().context("a listed map has a file name")?;
+    let path = dir.join(stem).with_extension("png");
+    if !path.exists() {
+        return Ok(vec![false; width * height]);
+    }
+    let image =
+        image::open(&path).map_err(|e| bad(format!("reading mask {}: {e}", path.display())))?;
+    let (w, h) = (image.width() as usize, image.height() as usize);
+    if (w, h) != (width, height) {
+        return Err(bad(format!(
+            "mask {} is {w}×{h} but map {} is {width}×{height}",
+            path.display(),
+            map_file.display()
+        )));
+    }
+    Ok(image.into_luma16().into_raw().into_iter().map(|v| v != 0).collect())
+}
+
+/// A 2-D float32 array read from a `.npy` file, row-major.
+#[derive(Debug)]
+struct NpyMap {
+    values: Vec<f32>,
+    width: usize,
+    height: usize,
+}
+
+/// Reads a `.npy` file holding a little-endian float32 (`<f4`) 2-D array in C order.
+fn read_npy(path: &Path) -> anyhow::Result<NpyMap> {
+    let bytes = std::fs::read(path).map_err(|e| bad(format!("reading {}: {e}", path.display())))?;
+    parse_npy(&bytes).map_err(|e| bad(format!("{}: {e}", path.display())))
+}
+
+fn parse_npy(bytes: &[u8]) -> Result<NpyMap, String> {
+    let rest = bytes.strip_prefix(b"\x93NUMPY").ok_or("not a .npy file (bad magic)")?;
+    let (header_len, header_start) = match rest.first() {
+        Some(1) if rest.len() >= 4 => (usize::from(u16::from_le_bytes([rest[2], rest[3]])), 10),
+        Some(2 | 3) if rest.len() >= 6 => {
+            (u32::from_le_bytes([rest[2], rest[3], rest[4], rest[5]]) as usize, 12)
+        }
+        _ => return Err("unsupported or truncated .npy version".into()),
+    };
+    let header =
+        bytes.get(header_start..header_start + header_len).ok_or("truncated .npy header")?;
+    let header = std::str::from_utf8(header).map_err(|_| "the .npy header is not text")?;
+    let descr = header_value(header, "descr")?;
+    if !matches!(descr.trim_matches(['\'', '"']), "<f4" | "=f4" | "f4") {
+        return Err(format!("dtype {descr}, expected '<f4' (float32, little-endian)"));
+    }
+    if header_value(header, "fortran_order")? != "False" {
+        return Err("Fortran-ordered array, expected C order".into());
+    }
+    let shape = header_value(header, "shape")?;
+    let dims: Vec<usize> = shape
+        .trim_matches(['(', ')'])
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .map(|d| d.parse().map_err(|_| format!("bad shape {shape}")))
+        .collect::<Result<_, _>>()?;
+    let [height, width] = dims[..] else {
+        return Err(format!("shape {shape} has rank {}, expected a 2-D map", dims.len()));
+    };
+    let data = &bytes[header_start + header_len..];
+    if data.len() != width * height * 4 {
+        return Err(format!(
+            "shape {shape} needs {} data bytes, file has {}",
+            width * height * 4,
+            data.len()
+        ));
+    }
+    let values =
+        data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    Ok(NpyMap { values, width, height })
+}
+
+/// The raw value of `'key': value` in a `.npy` header dict (up to the next top-level comma).
+fn header_value<'a>(header: &'a str, key: &str) -> Result<&'a str, String> {
+    let start =
+        header.find(&format!("'{key}'")).ok_or_else(|| format!("the .npy header lacks '{key}'"))?;
+    let after = header[start + key.len() + 2..].trim_start().strip_prefix(':').unwrap_or("");
+    let after = after.trim_start();
+    let end = if after.starts_with('(') {
+        after.find(')').map(|i| i + 1)
+    } else {
+        after.find([',', '}'])
+    };
+    Ok(after[..end.unwrap_or(after.len())].trim())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A `.npy` v1.0 file as numpy writes it.
+    fn npy(descr: &str, shape: &str, values: &[f32]) -> Vec<u8> {
+        let mut header =
+            format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
+        while (10 + header.len() + 1) % 64 != 0 {
+            header.push(' ');
+        }
+        header.push('\n');
+        let mut out = b"\x93NUMPY\x01\x00".to_vec();
+        out.extend((header.len() as u16).to_le_bytes());
+        out.extend(header.as_bytes());
+        out.extend(values.iter().flat_map(|v| v.to_le_bytes()));
+        out
+    }
+
+    fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).unwrap();
+        path
+    }
+
+    fn args(dir: &Path, bins: Option<usize>) -> MetricsArgs {
+        MetricsArgs {
+            image_scores: None,
+            maps: Some(dir.join("maps")),
+            masks: Some(dir.join("masks")),
+            bins,
+            min_score: None,
+            max_score: None,
+        }
+    }
+
+    #[test]
+    fn npy_files_parse() {
+        let map = parse_npy(&npy("<f4", "(2, 3)", &[1.0, 2.0, 3.0, 4.0, 5.0, 6.5])).unwrap();
+        assert_eq!((map.width, map.height), (3, 2));
+        assert_eq!(map.values, [1.0, 2.0, 3.0, 4.0, 5.0, 6.5]);
+    }
+
+    #[test]
+    fn bad_npy_files_are_described() {
+        let cases = [
+            (npy("<f8", "(1, 1)", &[0.0, 0.0]), "dtype '<f8'"),
+            (npy("<f4", "(4,)", &[0.0; 4]), "rank 1"),
+            (npy("<f4", "(1, 2, 2)", &[0.0; 4]), "rank 3"),
+            (npy("<f4", "(2, 2)", &[0.0; 3]), "needs 16 data bytes"),
+            (b"PK\x03\x04".to_vec(), "bad magic"),
+        ];
+        for (bytes, expected) in cases {
+            let err = parse_npy(&bytes).unwrap_err();
+            assert!(err.contains(expected), "{err}");
+        }
+        let mut fortran = npy("<f4", "(1, 1)", &[0.0]);
+        let at = fortran.windows(5).position(|w| w == b"False").unwrap();
+        fortran[at..at + 5].copy_from_slice(b"True ");
+        assert!(parse_npy(&fortran).unwrap_err().contains("Fortran"));
+    }
+
+    #[test]
+    fn csv_rows_are_read_and_bad_rows_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let ok = write(dir.path(), "ok.csv", b"score,id,label\n0.5,a,0\n0.9,b,1\n\n0.1,c,0\n");
+        let (scores, labels) = read_image_scores(&ok).unwrap();
+        assert_eq!(scores, [0.5, 0.9, 0.1]);
+        assert_eq!(labels, [false, true, false]);
+        let cases: [(&[u8], &str); 5] = [
+            (b"id,label,score\na,0,0.5\nb,2,0.1\n", "bad.csv:3: label `2`"),
+            (b"id,label,score\na,0,nan\n", "bad.csv:2: score `nan`"),
+            (b"id,label,score\na,0\n", "bad.csv:2: 2 fields"),
+            (b"id,score\na,0.1\n", "lacks column `label`"),
+            (b"id,label,score\na,0,0.1\na,1,0.2\n", "duplicate id `a`"),
+        ];
+        for (text, expected) in cases {
+            let path = write(dir.path(), "bad.csv", text);
+            let err = read_image_scores(&path).unwrap_err();
+            assert!(format!("{err:#}").contains(expected), "{err:#}");
+            assert_eq!(exit_status(&err), 2);
+        }
+    }
+
+    #[test]
+    fn maps_and_masks_give_pixel_metrics_exact_and_binned() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("maps")).unwrap();
+        std::fs::create_dir_all(dir.path().join("masks")).unwrap();
+        write(&dir.path().join("maps"), "a.npy", &npy("<f4", "(2, 2)", &[0.1, 0.9, 0.2, 0.3]));
+        write(&dir.path().join("maps"), "b.npy", &npy("<f4", "(2, 2)", &[0.1, 0.2, 0.3, 0.4]));
+        let mask = image::GrayImage::from_raw(2, 2, vec![0, 255, 0, 0]).unwrap();
+        mask.save(dir.path().join("masks/a.png")).unwrap();
+        for bins in [None, Some(100)] {
+            let json = run(&args(dir.path(), bins)).unwrap();
+            let mut keys: Vec<&String> = json.as_object().unwrap().keys().collect();
+            keys.sort();
+            assert_eq!(keys, ["p_ap", "p_aupro", "p_auroc", "p_f1max"]);
+            assert_eq!(json["p_auroc"], 1.0, "{bins:?}");
+            assert_eq!(json["p_aupro"], 1.0, "{bins:?}");
+        }
+        let small = image::GrayImage::from_raw(1, 1, vec![255]).unwrap();
+        small.save(dir.path().join("masks/b.png")).unwrap();
+        let err = run(&args(dir.path(), None)).unwrap_err();
+        assert!(format!("{err:#}").contains("b.png is 1×1"), "{err:#}");
+        assert_eq!(exit_status(&err), 2);
+        write(&dir.path().join("maps"), "b.npy", &npy("<i4", "(2, 2)", &[0.0; 4]));
+        let err = run(&args(dir.path(), None)).unwrap_err();
+        assert!(format!("{err:#}").contains("b.npy: dtype '<i4'"), "{err:#}");
+    }
+
+    #[test]
+    fn internal_failures_exit_with_1() {
+        assert_eq!(exit_status(&anyhow::anyhow!("broken pipe")), 1);
+    }
+}
