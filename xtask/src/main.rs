@@ -1,12 +1,13 @@
 //! `cargo xtask`: the project's automation, in Rust, with no extra tools to install.
 //!
-//! Subcommands: `bench <name>` (heavy benchmarks), `ci` (what `.ci/run` runs), `tidy` (the tidy
-//! checks alone).
+//! Subcommands: `bench <name>` (heavy benchmarks), `ci` (what `.ci/run` runs), `reproduce`
+//! (the paper-style tables), `tidy` (the tidy checks alone).
 
 #![allow(clippy::print_stdout, clippy::print_stderr, reason = "xtask reports to the terminal")]
 
 mod bench;
 mod ci;
+mod reproduce;
 mod tidy;
 
 fn main() -> anyhow::Result<()> {
@@ -16,9 +17,10 @@ fn main() -> anyhow::Result<()> {
     match args.first().map(String::as_str) {
         Some("bench") => bench::run(&sh, &args[1..]),
         Some("ci") => ci::run(&sh),
+        Some("reproduce") => reproduce::run(&sh, &args[1..]),
         Some("tidy") => tidy::run(&project_root()),
         _ => {
-            eprintln!("usage: cargo xtask <bench|ci|tidy>");
+            eprintln!("usage: cargo xtask <bench|ci|reproduce|tidy>");
             std::process::exit(2)
         }
     }

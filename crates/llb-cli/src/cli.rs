@@ -2,7 +2,7 @@
 
 use clap::{Parser, Subcommand};
 
-use crate::fetch_cmd;
+use crate::{eval_cmd, experiment, fetch_cmd, fit_cmd, metrics_cmd, predict_cmd};
 
 /// Noisy-data image anomaly detection: learning-bias purification (arXiv 2508.07441).
 #[derive(Debug, Parser)]
@@ -19,6 +19,20 @@ struct Cli {
 enum Command {
     /// Fetch texture photos, Fashion-MNIST and pretrained weights into the asset cache.
     Fetch(fetch_cmd::FetchArgs),
+    /// Fit a detector on a training set: stage-1 screening, then the final model on the kept images.
+    Fit(fit_cmd::FitArgs),
+    /// Stage 1 alone: rank the training images by how defective they look and list the ones to drop.
+    Purify(fit_cmd::FitArgs),
+    /// Score new images with a fitted model: scores, verdicts and heat-map overlays.
+    Predict(predict_cmd::PredictArgs),
+    /// Metrics of a fitted model on a labelled test split.
+    Eval(eval_cmd::EvalArgs),
+    /// Run a manifest's grid of data sets, contamination ratios, methods and ablations
+    /// (what `cargo xtask reproduce` runs).
+    Experiment(experiment::ExperimentArgs),
+    /// Image metrics from a CSV of scores, pixel metrics from `.npy` maps and PNG masks (JSON on
+    /// stdout; exit code 2 for bad input).
+    Metrics(metrics_cmd::MetricsArgs),
 }
 
 /// Parses the arguments, runs the subcommand and maps errors to exit codes.
@@ -26,6 +40,15 @@ pub(crate) fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Fetch(args) => fetch_cmd::run(args, cli.verbose),
+        Command::Fit(args) => with_logs(cli.verbose, || fit_cmd::run(args, false)),
+        Command::Purify(args) => with_logs(cli.verbose, || fit_cmd::run(args, true)),
+        Command::Predict(args) => with_logs(cli.verbose, || predict_cmd::run(args)),
+        Command::Eval(args) => with_logs(cli.verbose, || eval_cmd::run(args)),
+        Command::Experiment(args) => with_logs(cli.verbose, || experiment::run(args)),
+        Command::Metrics(args) => {
+            init_tracing(cli.verbose);
+            return metrics_cmd::main(args); // Exit code 2 for bad input, 1 otherwise.
+        }
     };
     exit_code(result)
 }
@@ -40,4 +63,28 @@ fn exit_code(result: anyhow::Result<()>) -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// Installs the stderr logger, then runs `f`.
+fn with_logs(verbose: u8, f: impl FnOnce() -> anyhow::Result<()>) -> anyhow::Result<()> {
+    init_tracing(verbose);
+    f()
+}
+
+/// Installs a stderr logger filtered by `RUST_LOG` (default `info`, `debug` with `-v`), with
+/// progress bars for long spans when stderr is a terminal; does nothing when a subscriber is
+/// already installed.
+pub(crate) fn init_tracing(verbose: u8) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let default = if verbose > 0 { "debug" } else { "info" };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let indicatif = tracing_indicatif::IndicatifLayer::new();
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_ansi(terminal)
+        .with_writer(indicatif.get_stderr_writer());
+    let _already_installed =
+        tracing_subscriber::registry().with(filter).with(fmt).with(terminal.then_some(indicatif)).try_init();
 }

@@ -3,7 +3,16 @@
 #![allow(clippy::print_stdout, reason = "a command line prints its results")]
 
 mod cli;
+mod eval_cmd;
+mod experiment;
 mod fetch_cmd;
+mod fetch_weights;
+mod fit_cmd;
+mod metrics_cmd;
+mod overlay;
+mod pipeline;
+mod plot;
+mod predict_cmd;
 
 fn main() -> std::process::ExitCode {
     cli::main()

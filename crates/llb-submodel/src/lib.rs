@@ -23,4 +23,4 @@ mod tests;
 
 pub use error::{Error, Result};
 pub use partition::{Partition, PartitionConfig, PartitionMode};
-pub use stage1::{Stage1Config, Stage1Output, TrainingSet, run_stage1};
+pub use stage1::{Stage1Config, Stage1Output, TrainingSet, run_stage1, select_rows};

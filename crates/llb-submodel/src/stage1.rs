@@ -153,8 +153,11 @@ fn check_training_set(train: &TrainingSet<'_>) -> Result<usize> {
     Ok(n)
 }
 
-/// The given rows of every layer.
-pub(crate) fn select_rows(layers: &[Tensor], rows: &[u32]) -> Result<Vec<Tensor>> {
+/// The given rows (images) of every layer `[N, C, h, w]`, in the given order.
+///
+/// # Errors
+/// An index out of range, or a backend failure.
+pub fn select_rows(layers: &[Tensor], rows: &[u32]) -> Result<Vec<Tensor>> {
     let device = layers[0].device();
     let index = Tensor::from_slice(rows, rows.len(), device)?;
     Ok(layers.iter().map(|l| l.index_select(&index, 0)).collect::<candle_core::Result<_>>()?)

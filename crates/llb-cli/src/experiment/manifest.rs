@@ -1,0 +1,110 @@
+//! The run manifest of `llb experiment`: data set, contamination ratios, base settings and
+//! ablations, read from a committed JSON file so that a table can be regenerated exactly.
+
+use crate::pipeline::FitSettings;
+use anyhow::Context;
+use llb_data::BenchmarkConfig;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// What to run.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Manifest {
+    /// Name of the run; results go to `<out>/<name>.json`.
+    pub(crate) name: String,
+    /// The data.
+    pub(crate) dataset: DatasetSpec,
+    /// Fractions α of anomalous training images (FUIAD protocol).
+    pub(crate) contamination_ratios: Vec<f64>,
+    /// Seed of the contamination draw (data sets with a clean training set).
+    pub(crate) contamination_seed: u64,
+    /// Settings of the purified method; the baseline is the same without stage 1.
+    pub(crate) base: FitSettings,
+    /// α at which the ablations run.
+    pub(crate) ablation_ratio: f64,
+    /// One-factor-at-a-time variations of `base`.
+    pub(crate) ablations: Vec<Ablation>,
+}
+
+/// Where the images come from.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub(crate) enum DatasetSpec {
+    /// The built-in texture benchmark, generated into the cache from the fetched texture photos.
+    Benchmark {
+        /// Generator settings.
+        config: BenchmarkConfig,
+        /// Textures (categories) to use, by name.
+        categories: Vec<String>,
+    },
+    /// MVTec AD at `root` (contaminated by this tool).
+    Mvtec {
+        /// Folder holding the categories.
+        root: PathBuf,
+        /// Categories to use.
+        categories: Vec<String>,
+    },
+    /// Real-IAD at `root`; α selects the `realiad_jsons_fuiad_<α>` split.
+    Realiad {
+        /// Folder holding `realiad_1024/` and the json folders.
+        root: PathBuf,
+        /// Categories to use.
+        categories: Vec<String>,
+    },
+}
+
+/// A factor varied in an ablation, with its values.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "vary", content = "values", rename_all = "kebab-case")]
+pub(crate) enum Ablation {
+    /// Number of sub-models K.
+    K(Vec<usize>),
+    /// `keep-fraction(t)` selection with these t.
+    KeepFraction(Vec<f64>),
+    /// Fusion rules by name.
+    Fusion(Vec<String>),
+    /// Selection rules by name.
+    Selection(Vec<String>),
+}
+
+impl Manifest {
+    /// Reads and checks a manifest file.
+    pub(crate) fn read(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let manifest: Manifest =
+            serde_json::from_str(&text).with_context(|| format!("parsing the manifest {}", path.display()))?;
+        anyhow::ensure!(manifest.base.purify.is_some(), "{}: `base.purify` must be set", path.display());
+        anyhow::ensure!(!manifest.contamination_ratios.is_empty(), "{}: no contamination_ratios", path.display());
+        Ok(manifest)
+    }
+}
+
+impl Ablation {
+    /// `(label, settings)` for each value, applied to `base`.
+    pub(crate) fn variants(&self, base: &FitSettings) -> Vec<(String, FitSettings)> {
+        let with = |label: String, f: &dyn Fn(&mut crate::pipeline::PurifySettings)| {
+            let mut settings = base.clone();
+            if let Some(purify) = settings.purify.as_mut() {
+                f(purify);
+            }
+            (label, settings)
+        };
+        match self {
+            Ablation::K(values) => {
+                values.iter().map(|&k| with(format!("k={k}"), &|p| p.stage1.partition.k = k)).collect()
+            }
+            Ablation::KeepFraction(values) => values
+                .iter()
+                .map(|&t| with(format!("t={t}"), &|p| p.selection = format!("keep-fraction({t})")))
+                .collect(),
+            Ablation::Fusion(values) => {
+                values.iter().map(|rule| with(format!("fusion={rule}"), &|p| p.fusion = rule.clone())).collect()
+            }
+            Ablation::Selection(values) => values
+                .iter()
+                .map(|rule| with(format!("selection={rule}"), &|p| p.selection = rule.clone()))
+                .collect(),
+        }
+    }
+}

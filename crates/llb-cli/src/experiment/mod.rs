@@ -1,0 +1,6 @@
+//! `llb experiment`: the paper-style grid behind `cargo xtask reproduce`.
+
+mod manifest;
+mod run;
+
+pub(crate) use run::{ExperimentArgs, run};

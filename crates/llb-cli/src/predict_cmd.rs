@@ -1,0 +1,108 @@
+//! `llb predict`: scores, verdicts, heat-map overlays and (optionally) raw maps for new images.
+
+use crate::pipeline::{OnBadImage, RunContext, model_dir};
+use anyhow::Context;
+use candle_core::IndexOp;
+use llb_data::Sample;
+use llb_detect::Detector;
+use llb_submodel::select_rows;
+use llb_types::SampleId;
+use std::path::{Path, PathBuf};
+
+/// Options of `llb predict`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct PredictArgs {
+    /// A folder written by `llb fit`.
+    #[arg(long)]
+    pub(crate) model: PathBuf,
+    /// An image file, or a folder of images (searched recursively).
+    #[arg(long)]
+    pub(crate) input: PathBuf,
+    /// Output folder: `scores.csv` and `overlays/`.
+    #[arg(long)]
+    pub(crate) out: PathBuf,
+    /// Decision threshold on the image score (default: the model's unsupervised threshold).
+    #[arg(long)]
+    pub(crate) threshold: Option<f32>,
+    /// Also write each raw anomaly map as a float32 `.npy` under `maps/`.
+    #[arg(long)]
+    pub(crate) save_maps: bool,
+    /// Skip unreadable images (reported) or stop at the first one.
+    #[arg(long, value_enum, default_value = "skip")]
+    pub(crate) on_bad_image: OnBadImage,
+    /// Asset and feature cache folder (default `$LLB_CACHE`, else `~/.cache/llb`).
+    #[arg(long)]
+    pub(crate) cache: Option<PathBuf>,
+}
+
+/// Runs `llb predict`.
+pub(crate) fn run(args: &PredictArgs) -> anyhow::Result<()> {
+    let ctx = RunContext::new(args.cache.clone())?;
+    let (card, model) = model_dir::load(&args.model, &ctx.device)?;
+    let samples = if args.input.is_file() {
+        let name = args.input.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        vec![Sample::unlabelled(SampleId::new(name), args.input.clone())]
+    } else {
+        llb_data::read_image_folder(&args.input)?
+    };
+    let extractor = ctx.extractor(&card.settings.encoder)?;
+    let features = extractor.extract(&samples, args.on_bad_image)?;
+    let threshold = args.threshold.unwrap_or(card.threshold);
+    let size = extractor.image_size_px();
+    let path_of: std::collections::BTreeMap<_, _> = samples.iter().map(|s| (&s.id, &s.image_path)).collect();
+    for dir in ["overlays", "maps"].iter().filter(|d| **d == "overlays" || args.save_maps) {
+        std::fs::create_dir_all(args.out.join(dir)).with_context(|| format!("creating {}", args.out.join(dir).display()))?;
+    }
+    let mut csv = String::from("sample_id,path,anomaly_score,verdict\n");
+    let mut n_anomalous = 0;
+    for start in (0..features.ids.len()).step_by(16) {
+        let rows: Vec<u32> = (start..(start + 16).min(features.ids.len())).map(|r| r as u32).collect();
+        let out = model.score(&select_rows(&features.layers, &rows)?, (size, size), card.settings.test_score)?;
+        for (i, &row) in rows.iter().enumerate() {
+            let id = &features.ids[row as usize];
+            let score = out.image_scores[i];
+            let anomalous = score > threshold;
+            n_anomalous += usize::from(anomalous);
+            let verdict = if anomalous { "anomalous" } else { "normal" };
+            csv.push_str(&format!("{id},{},{score},{verdict}\n", path_of[id].display()));
+            let map: Vec<f32> = out.maps.i(i)?.flatten_all()?.to_vec1()?;
+            let stem = file_stem(id);
+            crate::overlay::overlay_png(path_of[id], &map, size as u32, 0.0, threshold, &args.out.join("overlays").join(format!("{stem}.png")))?;
+            if args.save_maps {
+                write_npy(&args.out.join("maps").join(format!("{stem}.npy")), &map, size)?;
+            }
+        }
+    }
+    llb_assets::write_atomic(&args.out.join("scores.csv"), csv.as_bytes())?;
+    let summary = serde_json::json!({
+        "n_images": features.ids.len(),
+        "n_skipped": features.failures.len(),
+        "n_anomalous": n_anomalous,
+        "threshold": threshold,
+        "scores": args.out.join("scores.csv"),
+    });
+    println!("{summary}");
+    Ok(())
+}
+
+/// A file name for a sample id: its path with `/` replaced, extension dropped.
+fn file_stem(id: &SampleId) -> String {
+    let text = id.as_str();
+    let text = text.rsplit_once('.').map_or(text, |(stem, _)| stem);
+    text.replace(['/', '\\'], "__")
+}
+
+/// A `[size, size]` float32 little-endian `.npy` (format 1.0), written atomically.
+fn write_npy(path: &Path, map: &[f32], size: usize) -> anyhow::Result<()> {
+    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({size}, {size}), }}");
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    bytes.extend_from_slice(header.as_bytes());
+    bytes.extend(map.iter().flat_map(|v| v.to_le_bytes()));
+    llb_assets::write_atomic(path, &bytes).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}

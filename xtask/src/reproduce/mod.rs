@@ -1,0 +1,102 @@
+//! `cargo xtask reproduce`: fetch, run the committed manifest with the release `llb` binary, and
+//! render `results/<name>.json` into `results/<name>.csv`, `docs/tables/<name>.md` and
+//! `docs/tables/<name>.svg`.
+
+mod render;
+mod results;
+mod svg;
+
+use anyhow::Context;
+use std::path::{Path, PathBuf};
+use xshell::{Shell, cmd};
+
+/// The default manifest: the built-in texture benchmark.
+const DEFAULT_MANIFEST: &str = "xtask/manifests/benchmark.json";
+
+/// The 30 Real-IAD categories.
+const REALIAD_CATEGORIES: [&str; 30] = [
+    "audiojack", "bottle_cap", "button_battery", "end_cap", "eraser", "fire_hood", "mint", "mounts", "pcb",
+    "phone_battery", "plastic_nut", "plastic_plug", "porcelain_doll", "regulator", "rolled_strip_base",
+    "sim_card_set", "switch", "tape", "terminalblock", "toothbrush", "toy", "toy_brick", "transistor1", "u_block",
+    "usb", "usb_adaptor", "vcpluger", "woodstick", "wooden_beads", "zipper",
+];
+
+/// Runs `cargo xtask reproduce [--manifest PATH] [--realiad ROOT] [--render-only]`.
+pub(crate) fn run(sh: &Shell, args: &[String]) -> anyhow::Result<()> {
+    let mut manifest = PathBuf::from(DEFAULT_MANIFEST);
+    let mut realiad: Option<PathBuf> = None;
+    let mut render_only = false;
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--manifest" => manifest = it.next().context("--manifest needs a path")?.into(),
+            "--realiad" => realiad = Some(it.next().context("--realiad needs the Real-IAD root")?.into()),
+            "--render-only" => render_only = true,
+            other => anyhow::bail!("reproduce: unknown argument `{other}`"),
+        }
+    }
+    if let Some(root) = &realiad {
+        manifest = realiad_manifest(&manifest, root)?;
+    }
+    let text = std::fs::read_to_string(&manifest).with_context(|| format!("reading {}", manifest.display()))?;
+    let name = serde_json::from_str::<serde_json::Value>(&text)?["name"]
+        .as_str()
+        .context("the manifest has no `name`")?
+        .to_owned();
+    if !render_only {
+        cmd!(sh, "cargo build --release --locked --package llb-cli").run()?;
+        if realiad.is_none() {
+            cmd!(sh, "cargo run --release --locked --package llb-cli -- fetch --only textures --only dinov2-vits14")
+                .run()?;
+        }
+        cmd!(sh, "cargo run --release --locked --package llb-cli -- experiment --manifest {manifest} --out results")
+            .run()?;
+    }
+    render_files(&crate::project_root(), &name)
+}
+
+/// Renders `results/<name>.json` into the CSV, Markdown and SVG files.
+pub(crate) fn render_files(root: &Path, name: &str) -> anyhow::Result<()> {
+    let json = root.join("results").join(format!("{name}.json"));
+    let text = std::fs::read_to_string(&json).with_context(|| format!("reading {}", json.display()))?;
+    let results = results::Results::parse(&text).with_context(|| format!("parsing {}", json.display()))?;
+    let tables = root.join("docs/tables");
+    std::fs::create_dir_all(&tables)?;
+    std::fs::write(root.join("results").join(format!("{name}.csv")), render::csv(&results)?)?;
+    std::fs::write(tables.join(format!("{name}.md")), render::markdown(&results))?;
+    std::fs::write(tables.join(format!("{name}.svg")), svg::metric_vs_alpha(&results))?;
+    println!("{}", render::markdown(&results));
+    Ok(())
+}
+
+/// The default manifest pointed at a Real-IAD copy: all 30 categories, its FUIAD splits.
+fn realiad_manifest(base: &Path, root: &Path) -> anyhow::Result<PathBuf> {
+    let text = std::fs::read_to_string(base).with_context(|| format!("reading {}", base.display()))?;
+    let mut manifest: serde_json::Value = serde_json::from_str(&text)?;
+    manifest["name"] = "realiad".into();
+    manifest["dataset"] = serde_json::json!({"kind": "realiad", "root": root, "categories": REALIAD_CATEGORIES});
+    manifest["contamination_ratios"] = serde_json::json!([0.0, 0.1, 0.2, 0.4]);
+    let path = crate::project_root().join("results/realiad.manifest.json");
+    std::fs::create_dir_all(path.parent().expect("results/ has a parent"))?;
+    std::fs::write(&path, serde_json::to_string_pretty(&manifest)?)?;
+    Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Rendering is a pure function of the committed results: the committed tables must be what
+    /// the committed JSON renders to (regenerate with `cargo xtask reproduce --render-only`).
+    #[test]
+    fn committed_results_render_to_committed_tables() {
+        let root = crate::project_root();
+        let json = root.join("results/benchmark.json");
+        let text = std::fs::read_to_string(&json).expect("results/benchmark.json is committed");
+        let results = results::Results::parse(&text).unwrap();
+        let table = std::fs::read_to_string(root.join("docs/tables/benchmark.md")).unwrap();
+        assert_eq!(render::markdown(&results), table, "run `cargo xtask reproduce --render-only`");
+        let csv = std::fs::read_to_string(root.join("results/benchmark.csv")).unwrap();
+        assert_eq!(render::csv(&results).unwrap(), csv);
+    }
+}
