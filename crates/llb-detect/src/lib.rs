@@ -8,6 +8,7 @@ mod error;
 mod map;
 mod patchcore;
 mod patches;
+mod saved;
 mod softpatch;
 
 pub use detector::{Detector, Fit, ImageScoreRule, Scores, image_scores};
@@ -17,4 +18,8 @@ pub use dinomaly::{
 };
 pub use error::{Error, Result};
 pub use patchcore::{PatchCore, PatchCoreConfig};
+pub use saved::{
+    DetectorState, FORMAT_VERSION, MODEL_CARD_FILE, MODEL_TENSORS_FILE, ModelCard, SavedModel,
+    load_detector, model_files,
+};
 pub use softpatch::{OutlierScore, SoftPatch, SoftPatchConfig};

@@ -47,6 +47,12 @@ impl BankDetector {
         Ok(PatchScores { patches, scores, nearest })
     }
 
+    /// Patch scores of `layers` on the feature grid, `[N, h, w]` f32, before upsampling.
+    pub(crate) fn grid_scores(&self, layers: &[Tensor]) -> Result<Tensor> {
+        let scored = self.patch_scores(layers)?;
+        Ok(scored.scores.reshape((scored.patches.n_images, self.grid.0, self.grid.1))?)
+    }
+
     /// Upsampled, blurred maps `[N, H, W]` from patch scores.
     pub(crate) fn maps(
         &self,
@@ -103,6 +109,15 @@ impl PatchCore {
     /// The feature grid `(h, w)` the model was fitted on.
     pub fn grid(&self) -> (usize, usize) {
         self.inner.grid
+    }
+
+    /// Nearest-neighbour distance of every patch, `[N, h, w]` f32 on the feature grid, before
+    /// upsampling and blur (what [`Detector::anomaly_maps`] upsamples).
+    ///
+    /// # Errors
+    /// As [`Detector::anomaly_maps`].
+    pub fn patch_scores(&self, layers: &[Tensor]) -> Result<Tensor> {
+        self.inner.grid_scores(layers)
     }
 
     /// Rebuilds a model from its parts (used by loading).

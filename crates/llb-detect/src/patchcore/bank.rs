@@ -4,7 +4,7 @@ use crate::Result;
 use candle_core::{D, DType, Tensor};
 
 /// Upper bound, in bytes, of one block of the query–bank distance matrix.
-const SEARCH_BLOCK_BYTES: usize = 64 << 20;
+const SEARCH_BLOCK_BYTES: usize = 16 << 20;
 
 /// Memory-bank patches with the terms the search reuses, and optional per-patch score weights.
 #[derive(Clone, Debug)]

@@ -55,6 +55,15 @@ impl SoftPatch {
         self.inner.grid
     }
 
+    /// Weighted nearest-neighbour distance of every patch, `[N, h, w]` f32 on the feature grid,
+    /// before upsampling and blur.
+    ///
+    /// # Errors
+    /// As [`Detector::anomaly_maps`].
+    pub fn patch_scores(&self, layers: &[Tensor]) -> Result<Tensor> {
+        self.inner.grid_scores(layers)
+    }
+
     /// Rebuilds a model from its parts (used by loading).
     pub(crate) fn from_parts(
         config: SoftPatchConfig,
