@@ -163,7 +163,18 @@ fn planted_defect_scores_higher_than_clean_images() -> Result<()> {
 
 #[test]
 fn resumed_training_equals_uninterrupted_training() -> Result<()> {
-    let config = tiny(9);
+    let mut llbnad = DinomalyConfig::llbnad();
+    llbnad.head_dim = 8;
+    llbnad.decoder_depth = 2;
+    llbnad.batch_size = 4;
+    llbnad.iterations = 9;
+    check_resume(&tiny(9))?;
+    check_resume(&llbnad)
+}
+
+/// Trains 9 iterations straight, and 4 + checkpoint + resume + 5; both must agree bit for bit.
+fn check_resume(config: &DinomalyConfig) -> Result<()> {
+    let config = config.clone();
     let layers = features(6, 3, false)?;
     let mut straight = DinomalyTrainer::new(&config, &layers)?;
     let straight_losses = straight.train_until(9)?;
@@ -171,8 +182,8 @@ fn resumed_training_equals_uninterrupted_training() -> Result<()> {
     let dir = tempfile::tempdir().map_err(|source| Error::Io { path: "tempdir".into(), source })?;
     let path = dir.path().join("ckpt.safetensors");
     let mut first = DinomalyTrainer::new(&config, &layers)?;
-    let mut losses = first.train_until(4)?;
-    first.save_checkpoint(&path)?;
+    // Checkpoints land at iterations 3 and 4; the resume starts from the last one.
+    let mut losses = first.train_until_with_checkpoints(4, &path, 3)?;
     drop(first);
     let mut second = DinomalyTrainer::resume(&config, &layers, &path)?;
     assert_eq!(second.iteration(), 4);
@@ -255,6 +266,10 @@ fn bad_features_are_typed_errors() -> Result<()> {
     let mut odd = config.clone();
     odd.head_dim = 5;
     assert!(matches!(odd.fit(&features(3, 1, false)?), Err(Error::Shape { .. })));
+
+    let mut trainer = DinomalyTrainer::new(&config, &features(3, 1, false)?)?;
+    let never = std::path::Path::new("never-written.safetensors");
+    assert!(matches!(trainer.train_until_with_checkpoints(2, never, 0), Err(Error::Config { .. })));
 
     let model = config.fit(&features(3, 1, false)?)?;
     let wrong: Vec<Tensor> = (0..LAYERS)

@@ -140,6 +140,35 @@ impl DinomalyTrainer {
         Ok(losses)
     }
 
+    /// As [`Self::train_until`], writing a checkpoint to `path` every `every_iters` iterations
+    /// and at the end, so that an interrupted run can [`Self::resume`] from it.
+    ///
+    /// # Errors
+    /// As [`Self::step`] and [`Self::save_checkpoint`]; `every_iters = 0` is a config error.
+    pub fn train_until_with_checkpoints(
+        &mut self,
+        until: usize,
+        path: &Path,
+        every_iters: usize,
+    ) -> Result<Vec<f32>> {
+        if every_iters == 0 {
+            return Err(Error::Config {
+                field: "every_iters",
+                value: "0".into(),
+                reason: "must be positive",
+            });
+        }
+        let until = until.min(self.config.iterations);
+        let mut losses = Vec::with_capacity(until.saturating_sub(self.iteration));
+        while self.iteration < until {
+            losses.push(self.step()?);
+            if self.iteration % every_iters == 0 || self.iteration == until {
+                self.save_checkpoint(path)?;
+            }
+        }
+        Ok(losses)
+    }
+
     /// The model as trained so far.
     pub fn model(&self) -> DinomalyModel {
         DinomalyModel {
