@@ -3,6 +3,7 @@
 use crate::contamination::ContaminationReport;
 use crate::error::{Error, Result};
 use llb_types::{GroupId, Label, SampleId};
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
@@ -11,7 +12,7 @@ use std::path::{Path, PathBuf};
 /// `label` is the hidden ground truth: in a contaminated training set it says which training
 /// images are anomalous. Models must never read it; it exists for purity reports and for test
 /// metrics.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Sample {
     /// Stable id: the image path relative to the data set root, with `/` separators.
     pub id: SampleId,
@@ -40,7 +41,7 @@ impl Sample {
 }
 
 /// One category of a data set, split into training and test samples.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Dataset {
     /// Category (MVTec AD, Real-IAD, benchmark) or object (VisA) name.
     pub category: String,

@@ -146,3 +146,19 @@ fn contact_sheet_has_one_row_per_category_and_a_column_per_kind() {
     let err = render_contact_sheet(dir.path(), &["missing".to_string()], 20).unwrap_err();
     assert!(matches!(&err, Error::Io { path, .. } if path.ends_with("missing/test")), "{err}");
 }
+
+#[test]
+fn config_round_trips_through_json_and_rejects_unknown_fields() {
+    let v1 = BenchmarkConfig::llb_benchmark_v1();
+    let json = serde_json::to_string(&v1).unwrap();
+    assert!(
+        json.contains(
+            r#""defect_kinds":["colour_shift","cut_paste","hole","scratch","stain","warp"]"#
+        ),
+        "{json}"
+    );
+    assert_eq!(serde_json::from_str::<BenchmarkConfig>(&json).unwrap(), v1);
+    let extra = json.replacen('{', r#"{"threshold":0.5,"#, 1);
+    let err = serde_json::from_str::<BenchmarkConfig>(&extra).unwrap_err();
+    assert!(err.to_string().contains("threshold"), "{err}");
+}

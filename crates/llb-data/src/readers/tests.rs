@@ -161,6 +161,13 @@ fn visa_bad_rows_give_errors_naming_the_line() {
     let err = read_visa(dir.path(), "candle").unwrap_err();
     assert!(err.to_string().contains("line 5: unknown label `broken`"), "{err}");
 
+    visa_tree(dir.path(), &format!("\u{feff}{}", VISA_CSV.replace('\n', "\r\n")));
+    assert_eq!(
+        read_visa(dir.path(), "candle").unwrap().train.len(),
+        2,
+        "a BOM and CRLF line ends are accepted"
+    );
+
     visa_tree(dir.path(), &VISA_CSV.replace("object,", "thing,"));
     assert!(
         read_visa(dir.path(), "candle").unwrap_err().to_string().contains("no column `object`")

@@ -23,7 +23,7 @@ pub fn read_visa(root: &Path, object: &str) -> Result<Dataset> {
     let csv_path = root.join("split_csv/1cls.csv");
     require_file(&csv_path, || "the VisA layout".to_string())?;
     let text = std::fs::read_to_string(&csv_path).map_err(|e| Error::io(&csv_path, e))?;
-    let mut lines = text.lines().enumerate();
+    let mut lines = text.trim_start_matches('\u{feff}').lines().enumerate();
     let header: Vec<&str> =
         lines.next().map(|(_, l)| l.split(',').map(str::trim).collect()).unwrap_or_default();
     let mut index = [0usize; 5];

@@ -1,5 +1,7 @@
 //! Integration tests of llb-data: the committed benchmark checksums and an end-to-end run.
 
+// Real data from $LLB_CACHE, checked only when present.
+mod cache;
 // Committed checksum lists of the built-in benchmark, regenerated and compared.
 mod checksums;
 // Generator → reader → contamination → preprocessing, through the public API only.
