@@ -58,6 +58,7 @@ pub(crate) fn run(root: &Path) -> anyhow::Result<()> {
     check_sources(root, &files, &mut problems)?;
     check_manifests(root, &mut problems)?;
     check_licenses(root, &mut problems)?;
+    check_golden_rules(root, &mut problems)?;
     if problems.is_empty() {
         return Ok(());
     }
@@ -175,7 +176,7 @@ fn license_allowed(expr: &str) -> bool {
 fn check_licenses(root: &Path, problems: &mut Vec<String>) -> anyhow::Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let out = Command::new(cargo)
-        .args(["metadata", "--format-version", "1", "--locked", "--offline"])
+        .args(["metadata", "--format-version", "1", "--locked"])
         .current_dir(root)
         .output()
         .context("running cargo metadata")?;
@@ -197,6 +198,35 @@ fn check_licenses(root: &Path, problems: &mut Vec<String>) -> anyhow::Result<()>
     Ok(())
 }
 
+/// Every built-in fusion and selection rule of llb-purify is named in its golden test file.
+fn check_golden_rules(root: &Path, problems: &mut Vec<String>) -> anyhow::Result<()> {
+    let purify = root.join("crates/llb-purify/src");
+    let golden = std::fs::read_to_string(purify.join("tests/golden.rs")).context("reading the purify golden tests")?;
+    for file in ["fusion/builtin.rs", "selection/builtin.rs"] {
+        let text = std::fs::read_to_string(purify.join(file)).with_context(|| format!("reading {file}"))?;
+        let names = base_names(&text);
+        if names.is_empty() {
+            problems.push(format!("crates/llb-purify/src/{file}: no `BASE_NAMES` list found"));
+        }
+        for name in names {
+            if !golden.contains(&format!("\"{name}\"")) && !golden.contains(&format!("\"{name}(")) {
+                problems.push(format!("built-in rule `{name}` has no golden test in llb-purify/src/tests/golden.rs"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The string literals of the `BASE_NAMES` constant in a source file.
+fn base_names(source: &str) -> Vec<String> {
+    let Some(start) = source.find("BASE_NAMES") else { return Vec::new() };
+    let rest = &source[start..];
+    let Some(open) = rest.find("= &[") else { return Vec::new() };
+    let body = &rest[open + 4..];
+    let body = &body[..body.find(']').unwrap_or(body.len())];
+    body.split('"').skip(1).step_by(2).map(str::to_owned).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -215,6 +245,12 @@ mod tests {
         assert!(license_allowed("MIT/Apache-2.0"));
         assert!(!license_allowed("GPL-3.0"));
         assert!(!license_allowed("MIT AND GPL-3.0"));
+    }
+
+    #[test]
+    fn base_names_are_parsed() {
+        let src = "pub const BASE_NAMES: &'static [&'static str] = &[\n    \"mean\",\n    \"max-var\",\n];";
+        assert_eq!(base_names(src), ["mean", "max-var"]);
     }
 
     #[test]

@@ -3,7 +3,6 @@
 
 #![cfg_attr(
     not(test),
-    allow(dead_code, reason = "called by the purify subcommand once it is wired")
 )]
 
 use anyhow::Context;

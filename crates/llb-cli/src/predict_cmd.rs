@@ -67,7 +67,7 @@ pub(crate) fn run(args: &PredictArgs) -> anyhow::Result<()> {
             csv.push_str(&format!("{id},{},{score},{verdict}\n", path_of[id].display()));
             let map: Vec<f32> = out.maps.i(i)?.flatten_all()?.to_vec1()?;
             let stem = file_stem(id);
-            crate::overlay::overlay_png(path_of[id], &map, size as u32, 0.0, threshold, &args.out.join("overlays").join(format!("{stem}.png")))?;
+            crate::overlay::overlay_png(path_of[id], &map, size as u32, threshold / 2.0, threshold, &args.out.join("overlays").join(format!("{stem}.png")))?;
             if args.save_maps {
                 write_npy(&args.out.join("maps").join(format!("{stem}.npy")), &map, size)?;
             }
