@@ -110,6 +110,7 @@ fn metrics(sh: &Shell, args: &[String]) -> anyhow::Result<()> {
         row.push(cell(number(&binned, "peak_rss_mib")? / number(&exact, "peak_rss_mib")?, 4));
         for key in ["p_auroc", "p_aupro"] {
             row.push(format!("{:.1e}", (number(&binned, key)? - number(&exact, key)?).abs()));
+            row.push(format!("{:.1e}", number(&binned, &format!("{key}_max_error"))?));
         }
         rows.push(row);
     }
@@ -122,7 +123,9 @@ fn metrics(sh: &Shell, args: &[String]) -> anyhow::Result<()> {
         "time ratio",
         "memory ratio",
         "P-AUROC binned − exact (abs)",
+        "P-AUROC bound",
         "P-AUPRO binned − exact (abs)",
+        "P-AUPRO bound",
     ];
     println!("{}", render_table(&header, &rows));
     Ok(())

@@ -59,13 +59,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let n_maps: usize = n_maps.parse()?;
     let n_bins: usize = n_bins.parse()?;
-    let mut evaluator: Box<dyn PixelEvaluator> = match mode.as_str() {
-        "exact" => Box::new(ExactPixelEvaluator::new()),
-        "binned" => Box::new(BinnedPixelEvaluator::new(&BinnedConfig {
-            n_bins,
-            min_score: 0.0,
-            max_score: 1.0,
-        })?),
+    let mut exact = ExactPixelEvaluator::new();
+    let config = BinnedConfig { n_bins: n_bins.max(1), min_score: 0.0, max_score: 1.0 };
+    let mut binned = BinnedPixelEvaluator::new(&config)?;
+    let evaluator: &mut dyn PixelEvaluator = match mode.as_str() {
+        "exact" => &mut exact,
+        "binned" => &mut binned,
         other => return Err(format!("unknown mode `{other}`, expected exact or binned").into()),
     };
     let baseline_mib = peak_rss_mib();
@@ -82,6 +81,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let t = Instant::now();
     let metrics = evaluator.finish()?;
     let finish_seconds = t.elapsed().as_secs_f64();
+    let bound = if mode == "binned" { Some(binned.max_error()?) } else { None };
     let report = serde_json::json!({
         "mode": mode,
         "n_maps": n_maps,
@@ -97,6 +97,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "p_ap": metrics.ap,
         "p_f1max": metrics.f1max,
         "p_aupro": metrics.aupro,
+        "p_auroc_max_error": bound.map(|b| b.auroc),
+        "p_aupro_max_error": bound.map(|b| b.aupro),
     });
     println!("{report}");
     Ok(())
