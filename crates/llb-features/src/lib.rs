@@ -14,6 +14,7 @@
 //! key and shape and names the key on a mismatch; cache entries are written atomically and are
 //! addressed by encoder, weights hash, input size and image content hash.
 
+mod aggregate;
 mod cache;
 mod convert;
 mod efficientnet;
@@ -22,6 +23,7 @@ mod error;
 mod vit;
 mod wideresnet;
 
+pub use aggregate::{LocalPooling, PatchAggregator, PatchAggregatorConfig};
 pub use cache::{CacheItem, CachedFeatures, FeatureCache, FeatureKey, sha256_hex};
 pub use convert::{
     ConversionReport, OnnxGraph, OnnxNode, OnnxTensor, PthContents, PthFormat, PthReport,
@@ -33,5 +35,8 @@ pub use efficientnet::{
 };
 pub use encoder::{Encoder, InputSpec};
 pub use error::{Error, Result};
-pub use vit::{Dinov2Config, Dinov2Encoder, PosInterpolation, ViT, ViTConfig, ViTWeights};
+pub use vit::{
+    Dinov2Config, Dinov2Encoder, PosInterpolation, ViT, ViTConfig, ViTWeights, gelu_erf,
+    softmax_last_dim,
+};
 pub use wideresnet::{WideResNet, WideResNetConfig, WideResNetEncoder, WideResNetEncoderConfig};
