@@ -11,8 +11,13 @@
 //!   coreset on a seeded random projection, blocked exact nearest-neighbour search.
 //! - [`SoftPatchConfig`] / [`SoftPatch`]: PatchCore with patch-level denoising before the
 //!   coreset ([`OutlierScore`]: kNN distance or LOF) and soft re-weighting of test distances.
+//! - [`DinomalyConfig`] / [`DinomalyModel`]: Dinomaly's noisy bottleneck and linear-attention
+//!   decoder trained to reconstruct the frozen encoder's features (hard-mined cosine loss,
+//!   StableAdamW); [`DinomalyTrainer`] trains step by step with bit-identical resume from
+//!   checkpoints. Maps: per-group `1 − cos` summed, bilinear upsampling with
+//!   `align_corners = true`, Gaussian blur with configurable radius and padding.
 //! - [`ModelCard`] / [`SavedModel`]: save and load (safetensors + JSON with encoder, weights
-//!   checksum, preprocessing and threshold); [`load_detector`] loads either kind.
+//!   checksum, preprocessing and threshold); [`load_detector`] loads any kind.
 //!
 //! Invariants:
 //! - Every random choice (projection, coreset start) comes from the configuration's `seed`.

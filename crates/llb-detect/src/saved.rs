@@ -6,6 +6,7 @@
 //! the old model, or a JSON file whose checksum does not match (a load error), never a silently
 //! mixed model. Loading restores the exact f32 bits, so a loaded model scores bit-identically.
 
+use crate::dinomaly::{DinomalyConfig, DinomalyModel, FeatureShape};
 use crate::patchcore::{PatchCore, PatchCoreConfig};
 use crate::softpatch::{SoftPatch, SoftPatchConfig};
 use crate::{Detector, Error, ImageScoreRule, Result};
@@ -63,6 +64,18 @@ pub enum DetectorState {
         config: SoftPatchConfig,
         /// The feature grid `(h, w)` it was fitted on.
         grid: [usize; 2],
+    },
+    /// A [`DinomalyModel`]; tensors are the bottleneck and decoder weights under the official
+    /// Dinomaly state-dict names (`bottleneck.0.fc1.weight`, `decoder.3.attn.qkv.bias`, ...).
+    #[serde(rename = "dinomaly")]
+    Dinomaly {
+        /// The configuration it was fitted with (boxed: it is much larger than the other
+        /// variants).
+        config: Box<DinomalyConfig>,
+        /// The encoder feature shape it was fitted on.
+        feature_shape: FeatureShape,
+        /// Optimiser steps it was trained for.
+        iterations_trained: usize,
     },
 }
 
@@ -168,6 +181,41 @@ impl SoftPatch {
     }
 }
 
+impl DinomalyModel {
+    /// Saves the model to folder `dir` with its model card (see [`SavedModel`]).
+    ///
+    /// # Errors
+    /// The folder or its files cannot be written.
+    pub fn save(&self, dir: &Path, card: &ModelCard) -> Result<()> {
+        let detector = DetectorState::Dinomaly {
+            config: Box::new(self.config().clone()),
+            feature_shape: self.feature_shape(),
+            iterations_trained: self.iterations_trained(),
+        };
+        write(dir, card, detector, self.weights().clone())
+    }
+
+    /// Loads a Dinomaly model saved by [`DinomalyModel::save`] onto `device`.
+    ///
+    /// # Errors
+    /// As [`PatchCore::load`], and weights whose names or shapes do not match the configuration.
+    pub fn load(dir: &Path, device: &Device) -> Result<(Self, ModelCard)> {
+        let (saved, tensors) = read(dir, device)?;
+        match saved.detector {
+            DetectorState::Dinomaly { config, feature_shape, iterations_trained } => {
+                let model =
+                    Self::from_weights(*config, feature_shape, iterations_trained, &tensors)
+                        .map_err(|e| Error::BadModel {
+                            path: dir.join(MODEL_TENSORS_FILE),
+                            reason: e.to_string(),
+                        })?;
+                Ok((model, saved.card))
+            }
+            other => Err(wrong_kind(dir, "dinomaly", &other)),
+        }
+    }
+}
+
 /// Loads any memory-bank detector saved in `dir`, whatever its kind.
 ///
 /// # Errors
@@ -180,6 +228,10 @@ pub fn load_detector(dir: &Path, device: &Device) -> Result<(Box<dyn Detector>, 
         }
         DetectorState::SoftPatch { .. } => {
             let (model, card) = SoftPatch::load(dir, device)?;
+            Ok((Box::new(model), card))
+        }
+        DetectorState::Dinomaly { .. } => {
+            let (model, card) = DinomalyModel::load(dir, device)?;
             Ok((Box::new(model), card))
         }
     }
@@ -287,6 +339,7 @@ fn wrong_kind(dir: &Path, expected: &str, got: &DetectorState) -> Error {
     let got = match got {
         DetectorState::PatchCore { .. } => "patchcore",
         DetectorState::SoftPatch { .. } => "softpatch",
+        DetectorState::Dinomaly { .. } => "dinomaly",
     };
     Error::BadModel {
         path: dir.join(MODEL_CARD_FILE),

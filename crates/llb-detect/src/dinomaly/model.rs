@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-use candle_core::{Device, Tensor};
+use candle_core::Tensor;
 
 use super::config::DinomalyConfig;
 use super::file;
@@ -87,7 +87,8 @@ pub(crate) fn group_tokens(
 /// A fitted Dinomaly model (bottleneck + decoder weights and the configuration).
 ///
 /// Scores are deterministic: the same model and features give bit-identical maps, also after
-/// [`DinomalyModel::save`] and [`DinomalyModel::load`].
+/// saving and loading ([`DinomalyModel::save`], [`DinomalyModel::load`]: the crate's
+/// [`SavedModel`](crate::SavedModel) format).
 #[derive(Debug)]
 pub struct DinomalyModel {
     pub(crate) config: DinomalyConfig,
@@ -153,14 +154,12 @@ impl DinomalyModel {
         Ok(Tensor::cat(&grids, 0)?)
     }
 
-    /// Saves the weights, configuration and feature shape to one safetensors file (atomic).
-    ///
-    /// # Errors
-    /// The file cannot be written.
-    pub fn save(&self, path: &Path) -> Result<()> {
-        file::write(path, &self.weights, self.metadata("model"))
+    /// The weights by official state-dict name.
+    pub(crate) fn weights(&self) -> &Weights {
+        &self.weights
     }
 
+    /// Checkpoint metadata: format, kind, configuration, feature shape and iteration.
     pub(crate) fn metadata(&self, kind: &str) -> HashMap<String, String> {
         HashMap::from([
             ("format".to_string(), file::FORMAT.to_string()),
@@ -171,30 +170,36 @@ impl DinomalyModel {
         ])
     }
 
-    /// Loads a model written by [`Self::save`] (or a training checkpoint) onto `device`.
+    /// A model from its parts; `tensors` may hold more than the weights (a checkpoint's
+    /// optimiser moments), which are ignored.
     ///
     /// # Errors
-    /// A missing or malformed file, or weights that do not match the stored configuration.
-    pub fn load(path: &Path, device: &Device) -> Result<Self> {
-        let (tensors, metadata) = file::read(path, device)?;
-        Self::from_parts(path, &tensors, &metadata)
-    }
-
-    pub(crate) fn from_parts(
-        path: &Path,
+    /// An invalid configuration, or missing or misshapen weights.
+    pub(crate) fn from_weights(
+        config: DinomalyConfig,
+        shape: FeatureShape,
+        iterations_trained: usize,
         tensors: &HashMap<String, Tensor>,
-        metadata: &HashMap<String, String>,
     ) -> Result<Self> {
-        let config: DinomalyConfig = file::field(path, metadata, "config")?;
         config.validate()?;
-        let shape: FeatureShape = file::field(path, metadata, "feature_shape")?;
-        let iterations_trained: usize = file::field(path, metadata, "iteration")?;
         let weights: BTreeMap<String, Tensor> = network::weight_shapes(&config, shape.channels)
             .into_iter()
             .filter_map(|(name, _)| tensors.get(&name).map(|t| (name, t.clone())))
             .collect();
         network::check_weights(&config, shape.channels, &weights)?;
         Ok(Self { config, shape, weights, iterations_trained })
+    }
+
+    /// A model from a training checkpoint's tensors and metadata.
+    pub(crate) fn from_parts(
+        path: &Path,
+        tensors: &HashMap<String, Tensor>,
+        metadata: &HashMap<String, String>,
+    ) -> Result<Self> {
+        let config: DinomalyConfig = file::field(path, metadata, "config")?;
+        let shape: FeatureShape = file::field(path, metadata, "feature_shape")?;
+        let iterations_trained: usize = file::field(path, metadata, "iteration")?;
+        Self::from_weights(config, shape, iterations_trained, tensors)
     }
 }
 

@@ -209,22 +209,43 @@ fn check_resume(config: &DinomalyConfig) -> Result<()> {
     Ok(())
 }
 
+fn card() -> crate::ModelCard {
+    crate::ModelCard {
+        encoder: "synthetic".into(),
+        encoder_weights_sha256: "0".repeat(64),
+        input_spec: llb_features::InputSpec {
+            mean: llb_features::InputSpec::IMAGENET_MEAN,
+            std: llb_features::InputSpec::IMAGENET_STD,
+            size_multiple_px: 14,
+        },
+        image_size_px: [9, 11],
+        image_score_rule: crate::ImageScoreRule::TopMean { fraction: 0.01 },
+        image_score_threshold: None,
+    }
+}
+
 #[test]
 fn saved_model_scores_bit_identically() -> Result<()> {
     let model = tiny(5).fit(&features(5, 5, false)?)?;
     let dir = tempfile::tempdir().map_err(|source| Error::Io { path: "tempdir".into(), source })?;
-    let path = dir.path().join("model.safetensors");
-    model.save(&path)?;
-    let loaded = DinomalyModel::load(&path, &Device::Cpu)?;
+    let path = dir.path().join("model");
+    model.save(&path, &card())?;
+    let (loaded, loaded_card) = DinomalyModel::load(&path, &Device::Cpu)?;
+    assert_eq!(loaded_card, card());
     assert_eq!(loaded.config(), model.config());
     assert_eq!(loaded.name(), model.name());
+    let (boxed, _) = crate::load_detector(&path, &Device::Cpu)?;
     let test = features(3, 6, true)?;
     let a = model.anomaly_maps(&test, (9, 11))?.flatten_all()?.to_vec1::<f32>()?;
-    let b = loaded.anomaly_maps(&test, (9, 11))?.flatten_all()?.to_vec1::<f32>()?;
-    assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()));
+    for maps in [loaded.anomaly_maps(&test, (9, 11))?, boxed.anomaly_maps(&test, (9, 11))?] {
+        let b = maps.flatten_all()?.to_vec1::<f32>()?;
+        assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()));
+    }
 
-    std::fs::write(&path, b"not a model")
-        .map_err(|source| Error::Io { path: path.clone(), source })?;
+    // A damaged tensors file or a missing folder are typed errors.
+    let tensors = path.join(crate::MODEL_TENSORS_FILE);
+    std::fs::write(&tensors, b"not a model")
+        .map_err(|source| Error::Io { path: tensors.clone(), source })?;
     assert!(matches!(DinomalyModel::load(&path, &Device::Cpu), Err(Error::BadModel { .. })));
     assert!(matches!(
         DinomalyModel::load(&dir.path().join("missing"), &Device::Cpu),

@@ -162,7 +162,7 @@ impl DinomalyTrainer {
         let mut losses = Vec::with_capacity(until.saturating_sub(self.iteration));
         while self.iteration < until {
             losses.push(self.step()?);
-            if self.iteration % every_iters == 0 || self.iteration == until {
+            if self.iteration.is_multiple_of(every_iters) || self.iteration == until {
                 self.save_checkpoint(path)?;
             }
         }
