@@ -35,5 +35,8 @@ pub use efficientnet::{
 };
 pub use encoder::{Encoder, InputSpec};
 pub use error::{Error, Result};
-pub use vit::{Dinov2Config, Dinov2Encoder, PosInterpolation, ViT, ViTConfig, ViTWeights};
+pub use vit::{
+    Dinov2Config, Dinov2Encoder, PosInterpolation, ViT, ViTConfig, ViTWeights, gelu_erf,
+    softmax_last_dim,
+};
 pub use wideresnet::{WideResNet, WideResNetConfig, WideResNetEncoder, WideResNetEncoderConfig};

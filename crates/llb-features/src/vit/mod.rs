@@ -5,6 +5,7 @@ mod config;
 mod dinov2;
 mod interp;
 mod model;
+mod ops;
 mod weights;
 
 #[cfg(test)]
@@ -13,4 +14,5 @@ mod tests;
 pub use config::{PosInterpolation, ViTConfig};
 pub use dinov2::{Dinov2Config, Dinov2Encoder};
 pub use model::ViT;
+pub use ops::{gelu_erf, softmax_last_dim};
 pub use weights::ViTWeights;

@@ -112,11 +112,11 @@ impl Block {
             .permute((2, 0, 3, 1, 4))?
             .contiguous()?;
         let (q, k, v) = (qkv.get(0)?, qkv.get(1)?, qkv.get(2)?);
-        let att = candle_nn::ops::softmax_last_dim(&q.matmul(&k.t()?)?)?;
+        let att = super::ops::softmax_last_dim(&q.matmul(&k.t()?)?)?;
         let ctx = att.matmul(&v)?.transpose(1, 2)?.contiguous()?.reshape((b * n, d))?;
         let x = (x + self.proj.forward(&ctx)?.reshape((b, n, d))?)?;
         let h = self.norm2.forward(&x)?.reshape((b * n, d))?;
-        let h = self.fc1.forward(&h)?.gelu_erf()?;
+        let h = super::ops::gelu_erf(&self.fc1.forward(&h)?)?;
         let h = self.fc2.forward(&h)?.reshape((b, n, d))?;
         Ok((x + h)?)
     }

@@ -46,6 +46,7 @@ struct Stats {
     sum_abs: f64,
 }
 
+#[allow(clippy::print_stderr, reason = "the test reports the errors it measured (--nocapture)")]
 /// Compares one output `[B, D, h, w]` against the fixture's subsampled slice and statistics.
 fn check(
     ours: &Tensor,
