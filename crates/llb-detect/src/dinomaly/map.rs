@@ -90,10 +90,14 @@ pub(crate) fn to_pixel_maps(
     (height, width): (usize, usize),
     config: &MapConfig,
 ) -> Result<Tensor> {
-    let (_, h, w) = grid.dims3()?;
+    let (n, h, w) = grid.dims3()?;
     let a_h = axis_operator(h, height, config, grid.device())?;
     let a_w = axis_operator(w, width, config, grid.device())?;
-    Ok(a_h.broadcast_matmul(grid)?.broadcast_matmul(&a_w.t()?)?)
+    // Two plain 2-D products (no broadcast batch strides, which some backends reject).
+    let rows = grid.transpose(0, 1)?.contiguous()?.reshape((h, n * w))?;
+    let rows = a_h.matmul(&rows)?.reshape((height, n, w))?.transpose(0, 1)?.contiguous()?;
+    let maps = rows.reshape((n * height, w))?.matmul(&a_w.t()?)?;
+    Ok(maps.reshape((n, height, width))?)
 }
 
 #[cfg(test)]
@@ -126,6 +130,56 @@ mod tests {
             z[0][0],
             z[8][8]
         );
+        Ok(())
+    }
+
+    /// Direct reference in f64: bilinear upsampling (aligned corners), then a 2-D Gaussian
+    /// convolution with zero padding, pixel by pixel.
+    #[test]
+    fn operator_matches_direct_upsample_then_blur() -> Result<()> {
+        let (n, h, w, hh, ww, r, sigma) = (2, 3, 4, 7, 10, 2isize, 1.5);
+        let grid: Vec<f32> = (0..n * h * w).map(|i| ((i * 7919) % 13) as f32 / 13.0).collect();
+        let ours = to_pixel_maps(
+            &Tensor::from_vec(grid.clone(), (n, h, w), &Device::Cpu)?,
+            (hh, ww),
+            &config(sigma, r as usize, BlurPadding::Zero),
+        )?
+        .flatten_all()?
+        .to_vec1::<f32>()?;
+        let coord =
+            |o: usize, inp: usize, out: usize| o as f64 * (inp - 1) as f64 / (out - 1) as f64;
+        let g = |t: isize| (-((t * t) as f64) / (2.0 * sigma * sigma)).exp();
+        let norm: f64 = (-r..=r).map(g).sum::<f64>().powi(2);
+        for img in 0..n {
+            let at = |y: usize, x: usize| f64::from(grid[(img * h + y) * w + x]);
+            let up = |oy: usize, ox: usize| {
+                let (sy, sx) = (coord(oy, h, hh), coord(ox, w, ww));
+                let (y0, x0) = ((sy.floor() as usize).min(h - 1), (sx.floor() as usize).min(w - 1));
+                let (y1, x1) = ((y0 + 1).min(h - 1), (x0 + 1).min(w - 1));
+                let (fy, fx) = (sy - y0 as f64, sx - x0 as f64);
+                (1.0 - fy) * ((1.0 - fx) * at(y0, x0) + fx * at(y0, x1))
+                    + fy * ((1.0 - fx) * at(y1, x0) + fx * at(y1, x1))
+            };
+            for oy in 0..hh {
+                for ox in 0..ww {
+                    let mut v = 0.0;
+                    for dy in -r..=r {
+                        for dx in -r..=r {
+                            let (y, x) = (oy as isize + dy, ox as isize + dx);
+                            if (0..hh as isize).contains(&y) && (0..ww as isize).contains(&x) {
+                                v += g(dy) * g(dx) * up(y as usize, x as usize);
+                            }
+                        }
+                    }
+                    let got = ours[(img * hh + oy) * ww + ox];
+                    assert!(
+                        (f64::from(got) - v / norm).abs() < 1e-5,
+                        "({img},{oy},{ox}) {got} vs {}",
+                        v / norm
+                    );
+                }
+            }
+        }
         Ok(())
     }
 
