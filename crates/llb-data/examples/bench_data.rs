@@ -4,8 +4,9 @@
 //! Textures default to `$LLB_CACHE/images/textures/{brick,grass,gravel}.png` when present and to
 //! the synthetic stand-ins otherwise; `--out` keeps the generated benchmark (else a temporary
 //! folder). Prints one JSON object per measurement on stdout: the generation time, then
-//! `prepare_images` (decode, RGB, resize, centre crop, normalise; rayon over all cores) for two
-//! geometries, the median of 5 timed passes after one warm-up pass.
+//! `prepare_images` (decode, RGB, resize, centre crop, normalise; rayon over all cores) for three
+//! geometries (256 px tiles kept, centre-cropped to 224, resized to 224), the median of 5 timed
+//! passes after one warm-up pass.
 
 #![allow(clippy::print_stdout, reason = "an example reports to stdout")]
 
@@ -62,7 +63,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         samples.extend(d.test);
     }
     let threads = rayon::current_num_threads();
-    for (resize_px, crop_px) in [(256, 256), (256, 224)] {
+    for (resize_px, crop_px) in [(256, 256), (256, 224), (224, 224)] {
         let preprocess = PreprocessConfig::imagenet(resize_px, crop_px);
         let failures = prepare_images(&samples, &preprocess)?.failures.len();
         let mut seconds: Vec<f64> = (0..5)
