@@ -2,10 +2,11 @@
 //! subsampling).
 
 use crate::Result;
-use candle_core::{D, DType, Tensor};
+use candle_core::{D, DType, Device, Tensor};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
-use rayon::prelude::*;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 
 /// A random projection matrix `[d_in, d_out]` f32 on `device`, entries uniform in
 /// `[-1/√d_in, 1/√d_in]` (the initialisation of the `torch.nn.Linear` layer the PatchCore
@@ -43,8 +44,10 @@ pub(crate) fn coreset_size(fraction: f64, n: usize) -> usize {
     ((fraction * n as f64).floor() as usize).clamp(1.min(n), n)
 }
 
-/// Rows per parallel task of the CPU coreset loop.
+/// Rows per block of the CPU coreset.
 const CPU_BLOCK_ROWS: usize = 2048;
+/// Most pending centres applied to a block in one matrix product.
+const CPU_MAX_PENDING: usize = 1024;
 
 /// Greedy k-center selection of at most `n_select` rows of `points` `[n, d]` f32.
 ///
@@ -53,10 +56,11 @@ const CPU_BLOCK_ROWS: usize = 2048;
 /// selection (ties: the lowest index). Stops early when every row coincides with a selected row,
 /// so duplicates are never selected. Returns the selected row indices in selection order.
 ///
-/// On the CPU one fused pass per step updates the distances and finds the farthest row, in
-/// blocks of rows spread over threads; the result does not depend on the number of threads. On
-/// other devices each step is a few tensor operations (one matrix–vector product); the two
-/// paths can differ in the last bits of a distance and so, rarely, in a pick.
+/// On the CPU the rows are cut into blocks that are updated lazily (see [`LazyBlocks`]): the
+/// selection is the same as the plain greedy loop's, but each block reads its rows once for many
+/// centres (a small matrix product) instead of once per centre. On other devices each step is a
+/// few tensor operations (one matrix–vector product). The two paths can differ in the last bits
+/// of a distance and so, rarely, in a pick; each is deterministic on a given machine.
 pub(crate) fn greedy_coreset(
     points: &Tensor,
     n_select: usize,
@@ -69,7 +73,7 @@ pub(crate) fn greedy_coreset(
     }
     let start = rng.random_range(0..n);
     let selected = if points.device().is_cpu() {
-        greedy_coreset_cpu(points, n_select, start)?
+        LazyBlocks::new(points)?.select(n_select, start)?
     } else {
         greedy_coreset_tensor(points, n_select, start)?
     };
@@ -77,59 +81,107 @@ pub(crate) fn greedy_coreset(
     Ok(selected)
 }
 
-/// The CPU path of [`greedy_coreset`], starting from row `start`.
-fn greedy_coreset_cpu(points: &Tensor, n_select: usize, start: usize) -> Result<Vec<u32>> {
-    let (n, d) = points.dims2()?;
-    let data = points.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
-    let sq_norms: Vec<f32> = data.chunks_exact(d).map(|row| dot(row, row)).collect();
-    let mut min_sq = vec![f32::INFINITY; n];
-    let mut selected = vec![start as u32];
-    let mut centre = start;
-    loop {
-        let c = &data[centre * d..(centre + 1) * d];
-        let c_sq = sq_norms[centre];
-        let (farthest, next) = min_sq
-            .par_chunks_mut(CPU_BLOCK_ROWS)
-            .zip(data.par_chunks(CPU_BLOCK_ROWS * d))
-            .zip(sq_norms.par_chunks(CPU_BLOCK_ROWS))
-            .enumerate()
-            .map(|(block, ((mins, rows), norms))| {
-                let mut best = (f32::NEG_INFINITY, usize::MAX);
-                for (i, ((m, row), p_sq)) in
-                    mins.iter_mut().zip(rows.chunks_exact(d)).zip(norms).enumerate()
-                {
-                    let dist = (p_sq + c_sq - 2.0 * dot(row, c)).max(0.0);
+/// Greedy k-center on the CPU with lazily updated row blocks.
+///
+/// Each block remembers how many of the selected centres it has applied and the maximum of its
+/// rows' distances at that time. Distances only shrink as centres are added, so a stale maximum
+/// is an upper bound. To find the farthest row, blocks are taken from a max-heap of these
+/// bounds: a stale block applies its pending centres (one `[rows, d] × [d, pending]` product)
+/// and goes back with its exact maximum; the first up-to-date block taken holds the farthest
+/// row. Blocks that never come close to the top defer their updates, which batches them.
+struct LazyBlocks {
+    /// The points `[n, d]` f32, contiguous, on the CPU.
+    points: Tensor,
+    /// The points' values, row-major.
+    data: Vec<f32>,
+    /// `‖p‖²` per row.
+    sq_norms: Vec<f32>,
+    /// Squared distance of each row to the centres its block has applied.
+    min_sq: Vec<f32>,
+    /// Per block: number of selected centres applied.
+    applied: Vec<usize>,
+    /// Per block: row of its maximum at its last update.
+    block_argmax: Vec<usize>,
+    /// Feature dimension.
+    d: usize,
+}
+
+impl LazyBlocks {
+    fn new(points: &Tensor) -> Result<Self> {
+        let (n, d) = points.dims2()?;
+        let points = points.to_dtype(DType::F32)?.contiguous()?;
+        let data = points.flatten_all()?.to_vec1::<f32>()?;
+        let sq_norms: Vec<f32> = data.chunks_exact(d).map(|row| dot(row, row)).collect();
+        let n_blocks = n.div_ceil(CPU_BLOCK_ROWS);
+        let block_argmax = (0..n_blocks).map(|b| b * CPU_BLOCK_ROWS).collect();
+        Ok(Self {
+            points,
+            data,
+            sq_norms,
+            min_sq: vec![f32::INFINITY; n],
+            applied: vec![0; n_blocks],
+            block_argmax,
+            d,
+        })
+    }
+
+    fn select(mut self, n_select: usize, start: usize) -> Result<Vec<u32>> {
+        // Keys: (distance bits, lower block first). Non-negative f32 bits order like the values.
+        let mut heap: BinaryHeap<(u32, Reverse<usize>)> =
+            (0..self.applied.len()).map(|b| (f32::INFINITY.to_bits(), Reverse(b))).collect();
+        let mut selected = vec![start];
+        loop {
+            let (bits, block) = loop {
+                let Some((bits, Reverse(block))) = heap.pop() else {
+                    return Err(candle_core::Error::Msg("coreset heap emptied".into()).into());
+                };
+                if self.applied[block] == selected.len() {
+                    break (bits, block);
+                }
+                let max = self.refresh(block, &selected)?;
+                heap.push((max.to_bits(), Reverse(block)));
+            };
+            heap.push((bits, Reverse(block)));
+            if selected.len() == n_select || f32::from_bits(bits) <= 0.0 {
+                break;
+            }
+            selected.push(self.block_argmax[block]);
+        }
+        Ok(selected.into_iter().map(|i| i as u32).collect())
+    }
+
+    /// Applies the block's pending centres; returns its new maximum distance.
+    fn refresh(&mut self, block: usize, selected: &[usize]) -> Result<f32> {
+        let first = block * CPU_BLOCK_ROWS;
+        let rows = CPU_BLOCK_ROWS.min(self.min_sq.len() - first);
+        let block_points = self.points.narrow(0, first, rows)?;
+        for pending in selected[self.applied[block]..].chunks(CPU_MAX_PENDING) {
+            let mut centres = Vec::with_capacity(pending.len() * self.d);
+            for &c in pending {
+                centres.extend_from_slice(&self.data[c * self.d..(c + 1) * self.d]);
+            }
+            let centres = Tensor::from_vec(centres, (pending.len(), self.d), &Device::Cpu)?;
+            let dots = block_points.matmul(&centres.t()?)?.flatten_all()?.to_vec1::<f32>()?;
+            for (i, row_dots) in dots.chunks_exact(pending.len()).enumerate() {
+                let p_sq = self.sq_norms[first + i];
+                let m = &mut self.min_sq[first + i];
+                for (&c, &dot) in pending.iter().zip(row_dots) {
+                    let dist = (p_sq + self.sq_norms[c] - 2.0 * dot).max(0.0);
                     if dist < *m {
                         *m = dist;
                     }
-                    if *m > best.0 {
-                        best = (*m, block * CPU_BLOCK_ROWS + i);
-                    }
                 }
-                best
-            })
-            .reduce(|| (f32::NEG_INFINITY, usize::MAX), farther);
-        if selected.len() == n_select || farthest <= 0.0 {
-            break;
-        }
-        selected.push(next as u32);
-        centre = next;
-    }
-    Ok(selected)
-}
-
-/// The larger distance, ties broken towards the lower index (an order-independent reduction).
-fn farther(a: (f32, usize), b: (f32, usize)) -> (f32, usize) {
-    match a.0.total_cmp(&b.0) {
-        std::cmp::Ordering::Greater => a,
-        std::cmp::Ordering::Less => b,
-        std::cmp::Ordering::Equal => {
-            if a.1 <= b.1 {
-                a
-            } else {
-                b
             }
         }
+        self.applied[block] = selected.len();
+        let mut best = (f32::NEG_INFINITY, first);
+        for (i, &m) in self.min_sq[first..first + rows].iter().enumerate() {
+            if m > best.0 {
+                best = (m, first + i);
+            }
+        }
+        self.block_argmax[block] = best.1;
+        Ok(best.0)
     }
 }
 
@@ -215,11 +267,26 @@ mod tests {
     }
 
     #[test]
+    fn lazy_blocks_match_the_naive_loop_across_many_blocks() -> Result<()> {
+        let mut data_rng = ChaCha8Rng::seed_from_u64(13);
+        let points: Vec<Vec<f32>> =
+            (0..9000).map(|_| (0..6).map(|_| data_rng.random_range(-1.0..1.0)).collect()).collect();
+        let flat: Vec<f32> = points.iter().flatten().copied().collect();
+        let tensor = Tensor::from_vec(flat, (9000, 6), &Device::Cpu)?;
+        let lazy = LazyBlocks::new(&tensor)?.select(150, 4321)?;
+        let naive = naive(&points, 150, 4321);
+        let common = lazy.iter().filter(|i| naive.contains(i)).count();
+        assert!(common >= 145, "only {common} of 150 picks agree");
+        assert_eq!(lazy[..30], naive[..30]);
+        Ok(())
+    }
+
+    #[test]
     fn cpu_and_tensor_paths_agree() -> Result<()> {
         let mut data_rng = ChaCha8Rng::seed_from_u64(11);
         let flat: Vec<f32> = (0..5000 * 20).map(|_| data_rng.random_range(-1.0..1.0)).collect();
         let tensor = Tensor::from_vec(flat, (5000, 20), &Device::Cpu)?;
-        let cpu = greedy_coreset_cpu(&tensor, 300, 17)?;
+        let cpu = LazyBlocks::new(&tensor)?.select(300, 17)?;
         let generic = greedy_coreset_tensor(&tensor, 300, 17)?;
         assert_eq!(cpu.len(), 300);
         // Distances are computed in a different order, so compare as sets with a small slack.

@@ -149,3 +149,18 @@ fn models_are_send_and_sync() {
     check::<PatchCoreConfig>();
     check::<crate::Error>();
 }
+
+#[test]
+fn image_scores_follow_the_rule_and_reject_nan() -> Result<()> {
+    let maps = Tensor::new(&[[[1.0f32, 4.0], [2.0, 3.0]], [[0.0, 0.0], [0.0, 8.0]]], &Device::Cpu)?;
+    assert_eq!(crate::image_scores(&maps, ImageScoreRule::Max)?, vec![4.0, 8.0]);
+    assert_eq!(
+        crate::image_scores(&maps, ImageScoreRule::TopMean { fraction: 0.5 })?,
+        vec![3.5, 4.0]
+    );
+    let nan = Tensor::new(&[[[1.0f32, f32::NAN]]], &Device::Cpu)?;
+    assert!(matches!(crate::image_scores(&nan, ImageScoreRule::Max), Err(Error::NonFinite { .. })));
+    let empty = Tensor::zeros((1, 0, 3), candle_core::DType::F32, &Device::Cpu)?;
+    assert!(matches!(crate::image_scores(&empty, ImageScoreRule::Max), Err(Error::Empty { .. })));
+    Ok(())
+}
