@@ -280,8 +280,11 @@ fn warp(tile: &mut Tile, rng: &mut impl Rng) -> Vec<bool> {
         }
     }
     if !mask.iter().any(|&m| m) {
+        // A warp too small to move any pixel by half a pixel (tiny tiles): invert the centre
+        // pixel, so the mask never marks an unchanged pixel.
         let (x, y) = (cx as usize, cy as usize);
         mask[y * n + x] = true;
+        tile.set(x, y, tile.get(x, y).map(|c| 1.0 - c));
     }
     mask
 }

@@ -27,11 +27,11 @@ fn textures() -> Vec<Texture> {
 #[test]
 fn every_defect_changes_only_its_mask_and_changes_it_visibly() {
     let texture = synthetic_texture("t", 3, 128, 256);
-    for kind in DefectKind::ALL {
+    for (kind, size) in DefectKind::ALL.into_iter().flat_map(|k| [(k, 32), (k, 96)]) {
         for trial in 0..6 {
             let mut rng = tile_rng(11, "t", kind as u64, trial);
-            let clean = crop_tile(&texture, Region::Test, 96, &mut rng);
-            let donor = crop_tile(&texture, Region::Test, 96, &mut rng);
+            let clean = crop_tile(&texture, Region::Test, size, &mut rng);
+            let donor = crop_tile(&texture, Region::Test, size, &mut rng);
             let mut tile = clean.clone();
             let mask = defects::apply(kind, &mut tile, &donor, &mut rng);
             let mut inside = (0usize, 0.0f64);
@@ -47,7 +47,7 @@ fn every_defect_changes_only_its_mask_and_changes_it_visibly() {
                     );
                 }
             }
-            assert!(inside.0 > 0, "{kind:?} trial {trial}: empty mask");
+            assert!(inside.0 > 0, "{kind:?} {size} px trial {trial}: empty mask");
             let mean_change = inside.1 / inside.0 as f64;
             assert!(
                 mean_change > 0.01,
