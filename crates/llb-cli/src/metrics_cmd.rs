@@ -7,7 +7,9 @@
 use anyhow::Context;
 use llb_metrics::{
     BinnedConfig, BinnedPixelEvaluator, ExactPixelEvaluator, ImageMetrics, PixelEvaluator,
+    sample_scores,
 };
+use llb_types::GroupId;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -16,7 +18,9 @@ use std::process::ExitCode;
 #[command(group(clap::ArgGroup::new("input").required(true).multiple(true).args(["image_scores", "maps"])))]
 pub(crate) struct MetricsArgs {
     /// CSV with a header and columns `id,label,score` (label 0 normal, 1 anomalous; higher score
-    /// = more anomalous): prints `i_auroc`, `i_ap`, `i_f1max`.
+    /// = more anomalous): prints `i_auroc`, `i_ap`, `i_f1max`. With an extra `group` column
+    /// (the physical sample of each view) it also prints `s_auroc`, `s_ap`, `s_f1max` on
+    /// per-sample scores (max over views).
     #[arg(long, value_name = "FILE.csv")]
     image_scores: Option<PathBuf>,
     /// Folder of anomaly maps, one float32 2-D `.npy` (`<f4`, C order) per image: prints
@@ -81,12 +85,19 @@ fn exit_status(err: &anyhow::Error) -> u8 {
 fn run(args: &MetricsArgs) -> anyhow::Result<serde_json::Value> {
     let mut out = serde_json::Map::new();
     if let Some(csv) = &args.image_scores {
-        let (scores, labels) = read_image_scores(csv)?;
-        let m = ImageMetrics::exact(&scores, &labels)
-            .map_err(|e| bad(format!("{}: {e}", csv.display())))?;
+        let table = read_image_scores(csv)?;
+        let in_csv = |e: llb_metrics::Error| bad(format!("{}: {e}", csv.display()));
+        let m = ImageMetrics::exact(&table.scores, &table.labels).map_err(in_csv)?;
         out.insert("i_auroc".into(), m.auroc.into());
         out.insert("i_ap".into(), m.ap.into());
         out.insert("i_f1max".into(), m.f1max.into());
+        if let Some(groups) = &table.groups {
+            let samples = sample_scores(groups, &table.scores, &table.labels).map_err(in_csv)?;
+            let m = ImageMetrics::exact(&samples.scores, &samples.labels).map_err(in_csv)?;
+            out.insert("s_auroc".into(), m.auroc.into());
+            out.insert("s_ap".into(), m.ap.into());
+            out.insert("s_f1max".into(), m.f1max.into());
+        }
     }
     if let (Some(maps), Some(masks)) = (&args.maps, &args.masks) {
         let files = list_maps(maps)?;
@@ -118,8 +129,17 @@ fn run(args: &MetricsArgs) -> anyhow::Result<serde_json::Value> {
     Ok(serde_json::Value::Object(out))
 }
 
-/// Reads `id,label,score` rows (columns found by header name, in any order).
-fn read_image_scores(path: &Path) -> anyhow::Result<(Vec<f32>, Vec<bool>)> {
+/// The rows of an image-score CSV.
+#[derive(Debug)]
+struct ImageScores {
+    scores: Vec<f32>,
+    labels: Vec<bool>,
+    /// The `group` column, when the file has one.
+    groups: Option<Vec<GroupId>>,
+}
+
+/// Reads `id,label,score[,group]` rows (columns found by header name, in any order).
+fn read_image_scores(path: &Path) -> anyhow::Result<ImageScores> {
     let name = path.display();
     let text = std::fs::read_to_string(path).map_err(|e| bad(format!("reading {name}: {e}")))?;
     let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
@@ -131,7 +151,8 @@ fn read_image_scores(path: &Path) -> anyhow::Result<(Vec<f32>, Vec<bool>)> {
         })
     };
     let (id_col, label_col, score_col) = (column("id")?, column("label")?, column("score")?);
-    let (mut scores, mut labels) = (Vec::new(), Vec::new());
+    let group_col = columns.iter().position(|c| *c == "group");
+    let (mut scores, mut labels, mut groups) = (Vec::new(), Vec::new(), Vec::new());
     let mut seen = std::collections::BTreeSet::new();
     for (n, line) in lines {
         let at = || format!("{name}:{}", n + 1);
@@ -158,8 +179,11 @@ fn read_image_scores(path: &Path) -> anyhow::Result<(Vec<f32>, Vec<bool>)> {
             Ok(score) if score.is_finite() => scores.push(score),
             _ => return Err(bad(format!("{}: score `{raw}` is not a finite number", at()))),
         }
+        if let Some(col) = group_col {
+            groups.push(GroupId::new(fields[col]));
+        }
     }
-    Ok((scores, labels))
+    Ok(ImageScores { scores, labels, groups: group_col.map(|_| groups) })
 }
 
 /// The `.npy` files of a folder, sorted by name.
@@ -364,9 +388,10 @@ mod tests {
     fn csv_rows_are_read_and_bad_rows_named() {
         let dir = tempfile::tempdir().unwrap();
         let ok = write(dir.path(), "ok.csv", b"score,id,label\n0.5,a,0\n0.9,b,1\n\n0.1,c,0\n");
-        let (scores, labels) = read_image_scores(&ok).unwrap();
-        assert_eq!(scores, [0.5, 0.9, 0.1]);
-        assert_eq!(labels, [false, true, false]);
+        let table = read_image_scores(&ok).unwrap();
+        assert_eq!(table.scores, [0.5, 0.9, 0.1]);
+        assert_eq!(table.labels, [false, true, false]);
+        assert!(table.groups.is_none());
         let cases: [(&[u8], &str); 5] = [
             (b"id,label,score\na,0,0.5\nb,2,0.1\n", "bad.csv:3: label `2`"),
             (b"id,label,score\na,0,nan\n", "bad.csv:2: score `nan`"),
@@ -380,6 +405,18 @@ mod tests {
             assert!(format!("{err:#}").contains(expected), "{err:#}");
             assert_eq!(exit_status(&err), 2);
         }
+    }
+
+    #[test]
+    fn a_group_column_adds_sample_metrics() {
+        let dir = tempfile::tempdir().unwrap();
+        // Sample s1 (normal) peaks at 0.6; s2 (one defective view) peaks at 0.5: S-AUROC 0.
+        let csv = "id,group,label,score\na,s1,0,0.6\nb,s1,0,0.1\nc,s2,0,0.2\nd,s2,1,0.5\n";
+        let path = write(dir.path(), "views.csv", csv.as_bytes());
+        let args = MetricsArgs { image_scores: Some(path), ..args(dir.path(), None) };
+        let json = run(&MetricsArgs { maps: None, masks: None, ..args }).unwrap();
+        assert_eq!(json["s_auroc"], 0.0);
+        assert_eq!(json["i_auroc"], 2.0 / 3.0);
     }
 
     #[test]
