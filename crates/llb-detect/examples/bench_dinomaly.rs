@@ -23,6 +23,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         })
         .collect::<Result<_, _>>()?;
 
+    // Other processes distort timings on a 2-core machine: report the load around the run.
+    let load = || std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim().to_string();
+    let load_before = load();
     let mut config = DinomalyConfig::llb_cpu();
     config.iterations = iterations + 1;
     config.batch_size = 8;
@@ -47,5 +50,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     println!("train: {per_iter:.3} s/iteration (mean of {iterations})");
     println!("score: {per_image:.4} s/image (batch 8, maps {:?})", maps.dims());
+    println!("load average before: {load_before}; after: {}", load());
     Ok(())
 }
