@@ -14,9 +14,12 @@
 //! 4. Concatenation of the layers in order, then `adaptive_avg_pool1d` of the concatenated
 //!    vector to `target_dim` values (`Aggregator`), when `target_dim` is set.
 //!
-//! Steps 3 and 4 are linear, so they are applied as one matrix per layer (`P_i · Q_i`, with
-//! `Q_i` the rows of the final pooling that fall on layer `i`'s block), computed in f64.
+//! Steps 3 and 4 are linear, so they are applied as one sparse matrix per layer (`P_i · Q_i`,
+//! with `Q_i` the rows of the final pooling that fall on layer `i`'s block, composed in f64),
+//! and before step 2, which they commute with (see [`PatchAggregator::forward`]).
 //! `adaptive_avg_pool1d(L → n)` averages bin `k` over `[⌊k·L/n⌋, ⌈(k+1)·L/n⌉)`.
+
+use std::sync::{Arc, Mutex};
 
 use candle_core::{DType, Device, Tensor};
 
@@ -67,9 +70,17 @@ impl PatchAggregatorConfig {
 
 /// Turns per-layer feature maps into one patch-feature map `[B, D, h_0, w_0]` (see the module
 /// documentation for the exact steps). Deterministic; f32 output.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct PatchAggregator {
     config: PatchAggregatorConfig,
+    /// The pooling matrices of the last layer widths seen (they depend on nothing else).
+    cache: Mutex<Option<(Vec<usize>, Arc<Vec<Option<SparsePooling>>>)>>,
+}
+
+impl Clone for PatchAggregator {
+    fn clone(&self) -> Self {
+        Self { config: self.config.clone(), cache: Mutex::new(None) }
+    }
 }
 
 impl PatchAggregator {
@@ -87,7 +98,7 @@ impl PatchAggregator {
                 });
             }
         }
-        Ok(Self { config: config.clone() })
+        Ok(Self { config: config.clone(), cache: Mutex::new(None) })
     }
 
     /// The output dimension for layers with `channels` channels.
@@ -101,7 +112,13 @@ impl PatchAggregator {
         self.config.target_dim.unwrap_or(concat)
     }
 
-    /// Aggregates `maps` (each `[B, C_i, h_i, w_i]`, same `B`) into `[B, D, h_0, w_0]` f32.
+    /// Aggregates `maps` (each `[B, C_i, h_i, w_i]`, same `B`) into `[B, D, h_0, w_0]` f32, on
+    /// the first map's device.
+    ///
+    /// The channel poolings run on the host as sparse sums (each input value feeds at most a
+    /// few output bins) at each layer's own resolution, and the pooled maps are then upsampled:
+    /// channel pooling and bilinear resampling are linear and act on different axes, so this
+    /// equals resampling first, at a fraction of the cost.
     ///
     /// # Errors
     /// [`Error::InputShape`] for an empty list, a map that is not 4-D, a zero size, or a batch
@@ -112,7 +129,7 @@ impl PatchAggregator {
             got: Vec::new(),
         })?;
         let (b, _, h0, w0) = dims4(first)?;
-        let mut widths = Vec::with_capacity(maps.len());
+        let device = first.device();
         let mut locals = Vec::with_capacity(maps.len());
         for map in maps {
             let (bi, _, _, _) = dims4(map)?;
@@ -122,22 +139,19 @@ impl PatchAggregator {
                     got: map.dims().to_vec(),
                 });
             }
-            let mut x = self.local(&map.to_dtype(DType::F32)?)?;
-            if x.dims()[2..] != [h0, w0] {
-                x = x.upsample_bilinear2d(h0, w0, false)?;
-            }
-            widths.push(x.dim(1)?);
-            locals.push(x);
+            locals.push(self.local(&map.to_dtype(DType::F32)?.to_device(&Device::Cpu)?)?);
         }
-        let mats = self.pooling_matrices(&widths, first.device())?;
+        let widths: Vec<usize> =
+            locals.iter().map(|x| x.dim(1)).collect::<candle_core::Result<_>>()?;
+        let mats = self.cached_pooling_matrices(&widths);
         let mut out: Option<Tensor> = None;
-        for (x, m) in locals.iter().zip(&mats) {
-            let c = x.dim(1)?;
-            let rows = x.permute((0, 2, 3, 1))?.reshape((b * h0 * w0, c))?;
+        for (x, m) in locals.iter().zip(mats.iter()) {
             let y = match m {
-                Some(m) => rows.matmul(m)?,
-                None => rows,
+                Some(m) => m.apply(x)?,
+                None => x.clone(),
             };
+            let y =
+                if y.dims()[2..] == [h0, w0] { y } else { y.upsample_bilinear2d(h0, w0, false)? };
             // With a final pooling each layer's matrix maps to the whole output: sum; without
             // one, the layers' (possibly pooled) values are concatenated.
             out = Some(match out {
@@ -150,8 +164,7 @@ impl PatchAggregator {
             expected: "a feature map".into(),
             got: Vec::new(),
         })?;
-        let d = out.dim(1)?;
-        Ok(out.reshape((b, h0, w0, d))?.permute((0, 3, 1, 2))?.contiguous()?)
+        Ok(out.to_device(device)?)
     }
 
     fn local(&self, x: &Tensor) -> Result<Tensor> {
@@ -172,40 +185,93 @@ impl PatchAggregator {
         })
     }
 
-    /// One matrix per layer mapping its `width` values to its share of the output, or `None`
-    /// everywhere when no pooling is configured (the layers are then concatenated).
-    fn pooling_matrices(&self, widths: &[usize], device: &Device) -> Result<Vec<Option<Tensor>>> {
-        let pre: Vec<Option<Vec<f64>>> = widths
-            .iter()
-            .map(|&c| self.config.pre_dim.map(|p| adaptive_pool_matrix(c, p)))
-            .collect();
+    fn cached_pooling_matrices(&self, widths: &[usize]) -> Arc<Vec<Option<SparsePooling>>> {
+        // A poisoned lock only means another thread panicked mid-update: recompute.
+        if let Ok(guard) = self.cache.lock()
+            && let Some((w, mats)) = guard.as_ref()
+            && w.as_slice() == widths
+        {
+            return Arc::clone(mats);
+        }
+        let mats = Arc::new(self.pooling_matrices(widths));
+        if let Ok(mut guard) = self.cache.lock() {
+            *guard = Some((widths.to_vec(), Arc::clone(&mats)));
+        }
+        mats
+    }
+
+    /// One sparse matrix per layer mapping its `width` values to its share of the output, or
+    /// `None` for a layer whose values pass unchanged.
+    fn pooling_matrices(&self, widths: &[usize]) -> Vec<Option<SparsePooling>> {
         let pre_out: Vec<usize> =
             widths.iter().map(|&c| self.config.pre_dim.unwrap_or(c)).collect();
         let Some(target) = self.config.target_dim else {
-            return pre
-                .into_iter()
-                .zip(widths.iter().zip(&pre_out))
-                .map(|(m, (&c, &p))| {
-                    m.map(|m| Tensor::from_vec(to_f32(&m), (c, p), device)).transpose()
+            return widths
+                .iter()
+                .map(|&c| {
+                    self.config
+                        .pre_dim
+                        .map(|p| SparsePooling::from_dense(&adaptive_pool_matrix(c, p), c, p))
                 })
-                .collect::<candle_core::Result<Vec<_>>>()
-                .map_err(Error::from);
+                .collect();
         };
         let total: usize = pre_out.iter().sum();
         let q = adaptive_pool_matrix(total, target);
         let mut offset = 0;
         let mut out = Vec::with_capacity(widths.len());
-        for ((m, &c), &p) in pre.iter().zip(widths).zip(&pre_out) {
-            // Rows offset..offset + p of Q, composed with P_i when present.
+        for (&c, &p) in widths.iter().zip(&pre_out) {
+            // Rows offset..offset + p of Q, composed with P_i when there is one.
             let q_i = &q[offset * target..(offset + p) * target];
-            let combined = match m {
-                Some(m) => matmul(m, c, p, q_i, target),
+            let combined = match self.config.pre_dim {
+                Some(_) => matmul(&adaptive_pool_matrix(c, p), c, p, q_i, target),
                 None => q_i.to_vec(),
             };
-            out.push(Some(Tensor::from_vec(to_f32(&combined), (c, target), device)?));
+            out.push(Some(SparsePooling::from_dense(&combined, c, target)));
             offset += p;
         }
-        Ok(out)
+        out
+    }
+}
+
+/// A channel-mixing matrix `[inputs, outputs]` kept as its non-zero entries.
+#[derive(Clone, Debug)]
+struct SparsePooling {
+    /// `(input channel, output channel, weight)`, sorted by input channel.
+    entries: Vec<(usize, usize, f32)>,
+    outputs: usize,
+}
+
+impl SparsePooling {
+    fn from_dense(m: &[f64], inputs: usize, outputs: usize) -> Self {
+        let mut entries = Vec::new();
+        for j in 0..inputs {
+            for k in 0..outputs {
+                let w = m[j * outputs + k];
+                if w != 0.0 {
+                    entries.push((j, k, w as f32));
+                }
+            }
+        }
+        Self { entries, outputs }
+    }
+
+    /// `[B, inputs, h, w]` (host) -> `[B, outputs, h, w]` (host).
+    fn apply(&self, x: &Tensor) -> Result<Tensor> {
+        let (b, c, h, w) = x.dims4()?;
+        let plane = h * w;
+        let input = x.flatten_all()?.to_vec1::<f32>()?;
+        let mut out = vec![0f32; b * self.outputs * plane];
+        for bi in 0..b {
+            let src = &input[bi * c * plane..(bi + 1) * c * plane];
+            let dst = &mut out[bi * self.outputs * plane..(bi + 1) * self.outputs * plane];
+            for &(j, k, weight) in &self.entries {
+                let s = &src[j * plane..(j + 1) * plane];
+                for (o, &v) in dst[k * plane..(k + 1) * plane].iter_mut().zip(s) {
+                    *o += weight * v;
+                }
+            }
+        }
+        Ok(Tensor::from_vec(out, (b, self.outputs, h, w), &Device::Cpu)?)
     }
 }
 
@@ -247,8 +313,4 @@ fn matmul(a: &[f64], n: usize, k: usize, b: &[f64], m: usize) -> Vec<f64> {
         }
     }
     out
-}
-
-fn to_f32(v: &[f64]) -> Vec<f32> {
-    v.iter().map(|&x| x as f32).collect()
 }
