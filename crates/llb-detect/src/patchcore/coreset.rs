@@ -222,7 +222,7 @@ fn greedy_coreset_tensor(points: &Tensor, n_select: usize, start: usize) -> Resu
 /// Squared distances `[n]` of every row of `points` to row `index`, clamped at 0.
 fn sq_distances_to(points: &Tensor, sq_norms: &Tensor, index: u32) -> Result<Tensor> {
     let centre = points.narrow(0, index as usize, 1)?;
-    let dots = points.matmul(&centre.t()?)?.squeeze(1)?;
+    let dots = points.matmul(&centre.t()?.contiguous()?)?.squeeze(1)?;
     let centre_sq = sq_norms.narrow(0, index as usize, 1)?;
     Ok(dots.affine(-2.0, 0.0)?.add(sq_norms)?.broadcast_add(&centre_sq)?.relu()?)
 }

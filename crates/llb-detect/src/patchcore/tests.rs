@@ -164,3 +164,51 @@ fn image_scores_follow_the_rule_and_reject_nan() -> Result<()> {
     assert!(matches!(crate::image_scores(&empty, ImageScoreRule::Max), Err(Error::Empty { .. })));
     Ok(())
 }
+
+/// The devices every device test runs on: the CPU, and CUDA device 0 with the `cuda` feature.
+fn devices() -> Result<Vec<Device>> {
+    #[allow(unused_mut, reason = "only the cuda feature adds a device")]
+    let mut devices = vec![Device::Cpu];
+    #[cfg(feature = "cuda")]
+    devices.push(Device::new_cuda(0)?);
+    Ok(devices)
+}
+
+#[test]
+fn every_device_agrees_with_the_cpu() -> Result<()> {
+    let train_values = normal_features(8, C, GRID, 20);
+    let mut test_values = normal_features(2, C, GRID, 21);
+    plant(&mut test_values, C, GRID, 1, (2, 3), 5.0);
+    let softpatch = crate::SoftPatchConfig {
+        outlier_score: crate::OutlierScore::Lof { k: 3 },
+        projection_dim: Some(4),
+        blur_sigma_px: 1.0,
+        ..crate::SoftPatchConfig::jiang2022()
+    };
+    let mut reference: Option<(Vec<f32>, Vec<f32>)> = None;
+    for device in devices()? {
+        let train = [Tensor::from_vec(train_values.clone(), (8, C, GRID.0, GRID.1), &device)?];
+        let test = [Tensor::from_vec(test_values.clone(), (2, C, GRID.0, GRID.1), &device)?];
+        let pc = small_config().fit(&train)?.anomaly_maps(&test, (12, 12))?;
+        let sp = softpatch.fit(&train)?.anomaly_maps(&test, (12, 12))?;
+        let pc = pc.flatten_all()?.to_vec1::<f32>()?;
+        let sp = sp.flatten_all()?.to_vec1::<f32>()?;
+        assert!(pc.iter().chain(&sp).all(|v| v.is_finite()), "{device:?}");
+        match &reference {
+            None => reference = Some((pc, sp)),
+            Some((pc_cpu, sp_cpu)) => {
+                // Coreset picks may differ in rare near-ties, so compare the maps' maxima.
+                let max = |v: &[f32]| v.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                assert!(
+                    (max(&pc) - max(pc_cpu)).abs() < 1e-2 * max(pc_cpu),
+                    "{device:?} patchcore"
+                );
+                assert!(
+                    (max(&sp) - max(sp_cpu)).abs() < 1e-2 * max(sp_cpu),
+                    "{device:?} softpatch"
+                );
+            }
+        }
+    }
+    Ok(())
+}

@@ -42,7 +42,7 @@ pub(crate) fn outlier_scores(
         let len = block.min(positions - start);
         let x = by_position.narrow(0, start, len)?;
         let sq = x.sqr()?.sum_keepdim(D::Minus1)?;
-        let gram = x.matmul(&x.t()?)?;
+        let gram = x.matmul(&x.t()?.contiguous()?)?;
         let d2 = gram.affine(-2.0, 0.0)?.broadcast_add(&sq)?.broadcast_add(&sq.t()?)?;
         let dist = d2.relu()?.sqrt()?.to_vec3::<f32>()?;
         for (offset, matrix) in dist.iter().enumerate() {
