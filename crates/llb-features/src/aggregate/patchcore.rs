@@ -74,7 +74,7 @@ impl PatchAggregatorConfig {
 pub struct PatchAggregator {
     config: PatchAggregatorConfig,
     /// The pooling matrices of the last layer widths seen (they depend on nothing else).
-    cache: Mutex<Option<(Vec<usize>, Arc<Vec<Option<SparsePooling>>>)>>,
+    cache: Mutex<Option<(Vec<usize>, LayerPoolings)>>,
 }
 
 impl Clone for PatchAggregator {
@@ -185,7 +185,7 @@ impl PatchAggregator {
         })
     }
 
-    fn cached_pooling_matrices(&self, widths: &[usize]) -> Arc<Vec<Option<SparsePooling>>> {
+    fn cached_pooling_matrices(&self, widths: &[usize]) -> LayerPoolings {
         // A poisoned lock only means another thread panicked mid-update: recompute.
         if let Ok(guard) = self.cache.lock()
             && let Some((w, mats)) = guard.as_ref()
@@ -232,6 +232,9 @@ impl PatchAggregator {
         out
     }
 }
+
+/// One optional pooling per layer, shared between calls.
+type LayerPoolings = Arc<Vec<Option<SparsePooling>>>;
 
 /// A channel-mixing matrix `[inputs, outputs]` kept as its non-zero entries.
 #[derive(Clone, Debug)]
