@@ -93,22 +93,26 @@ fn block_layouts_of_the_variants() {
 }
 
 #[test]
-fn expected_tensors_match_the_real_lite0_file() {
-    let path =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/efficientnet/lite0_keys.txt");
-    let text = std::fs::read_to_string(path).unwrap();
-    let real: Vec<(String, Vec<usize>)> = text
-        .lines()
-        .map(|l| {
-            let (k, s) = l.split_once(' ').unwrap();
-            (k.to_owned(), s.split(',').map(|d| d.parse().unwrap()).collect())
-        })
-        .collect();
-    let mut ours = EfficientNetLiteConfig::lite0().expected_tensors(true);
-    let mut real_sorted = real.clone();
-    ours.sort();
-    real_sorted.sort();
-    assert_eq!(ours, real_sorted);
+fn expected_tensors_match_the_real_files_of_the_three_variants() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/efficientnet");
+    for (name, config) in [
+        ("lite0", EfficientNetLiteConfig::lite0()),
+        ("lite1", EfficientNetLiteConfig::lite1()),
+        ("lite2", EfficientNetLiteConfig::lite2()),
+    ] {
+        let text = std::fs::read_to_string(dir.join(format!("{name}_keys.txt"))).unwrap();
+        let mut real: Vec<(String, Vec<usize>)> = text
+            .lines()
+            .map(|l| {
+                let (k, s) = l.split_once(' ').unwrap();
+                (k.to_owned(), s.split(',').map(|d| d.parse().unwrap()).collect())
+            })
+            .collect();
+        let mut ours = config.expected_tensors(true);
+        ours.sort();
+        real.sort();
+        assert_eq!(ours, real, "{name}");
+    }
 }
 
 /// The network written out plainly: unfolded eval-mode BN, candle's grouped convolution.
