@@ -60,8 +60,8 @@ pub(crate) struct ConvBn {
     weight: Tensor,
     /// `[O]`.
     bias: Tensor,
-    /// The weights on the host, for the depthwise kernel.
-    depthwise_host: Option<HostWeights>,
+    /// The weights on the host, for the depthwise kernel and the pointwise epilogue.
+    host: Option<HostWeights>,
     kernel: usize,
     stride: usize,
     groups: usize,
@@ -69,7 +69,8 @@ pub(crate) struct ConvBn {
     activation: Activation,
 }
 
-/// Folded depthwise weights `[O, k, k]` and bias `[O]` on the host.
+/// Folded depthwise weights `[O, k, k]` (empty for a pointwise convolution) and bias `[O]` on
+/// the host.
 #[derive(Clone)]
 struct HostWeights {
     weight: Vec<f32>,
@@ -109,18 +110,17 @@ impl ConvBn {
         let scale = (gamma / (var + spec.bn_eps)?.sqrt()?)?;
         let bias = (beta - (mean * &scale)?)?.to_dtype(DType::F32)?;
         let weight = weight.broadcast_mul(&scale.reshape((o, 1, 1, 1))?)?.to_dtype(DType::F32)?;
-        let depthwise_host = if groups > 1 {
-            Some(HostWeights {
-                weight: weight.flatten_all()?.to_vec1::<f32>()?,
-                bias: bias.to_vec1::<f32>()?,
-            })
+        let host = if groups > 1 || k == 1 {
+            let weight =
+                if groups > 1 { weight.flatten_all()?.to_vec1::<f32>()? } else { Vec::new() };
+            Some(HostWeights { weight, bias: bias.to_vec1::<f32>()? })
         } else {
             None
         };
         Ok(Self {
             weight,
             bias,
-            depthwise_host,
+            host,
             kernel: k,
             stride: spec.stride,
             groups,
@@ -139,13 +139,27 @@ impl ConvBn {
             ),
             Padding::Symmetric(p) => ((p, p), (p, p)),
         };
-        if let (Some(host), Device::Cpu) = (&self.depthwise_host, x.device()) {
+        if let (Some(host), Device::Cpu, true) = (&self.host, x.device(), self.groups > 1) {
             return self.depthwise_cpu(x, &host.weight, &host.bias, pad_h, pad_w);
         }
         if self.kernel == 1 && self.stride == 1 && self.groups == 1 {
             let (b, c, h, w) = x.dims4()?;
             let o = self.weight.dim(0)?;
             let wm = self.weight.reshape((o, c))?;
+            if let (Some(host), Device::Cpu) = (&self.host, x.device()) {
+                // One plain matrix product per image, then bias and activation in one pass.
+                let mut out = Vec::with_capacity(b * o * h * w);
+                for i in 0..b {
+                    let y = wm.matmul(&x.get(i)?.reshape((c, h * w))?)?;
+                    out.extend(y.flatten_all()?.to_vec1::<f32>()?);
+                }
+                for (plane, &bias) in out.chunks_mut(h * w).zip(host.bias.iter().cycle()) {
+                    for v in plane {
+                        *v = self.activation.scalar(*v + bias);
+                    }
+                }
+                return Ok(Tensor::from_vec(out, (b, o, h, w), x.device())?);
+            }
             let y = wm.broadcast_matmul(&x.reshape((b, c, h * w))?)?;
             let y = y.broadcast_add(&self.bias.reshape((1, o, 1))?)?.reshape((b, o, h, w))?;
             return self.activation.apply(&y);
