@@ -5,10 +5,13 @@
 //! per [`InputSpec`]) and returns per-layer patch-feature maps `[B, C, h, w]`; llb-submodel and
 //! llb-detect consume them. Weights come in as local files (safetensors in the Hugging Face
 //! layout); this crate never downloads. [`convert_onnx_dinov2`] turns the registry's ONNX
-//! DINOv2-S into such a file.
+//! DINOv2-S into such a file; [`convert_pth`] does the same for PyTorch `.pth` state dicts
+//! (legacy pickle or zip format), e.g. the registry's EfficientNet-Lite0.
 //!
 //! Main types: [`Encoder`] (the trait), [`Dinov2Encoder`] over a [`ViT`] configured by
-//! [`ViTConfig`] presets, [`ViTWeights`] (checked checkpoint loading), [`FeatureCache`].
+//! [`ViTConfig`] presets, [`ViTWeights`] (checked checkpoint loading), [`FeatureCache`];
+//! the CNN encoders [`EfficientNetLiteEncoder`] and [`WideResNetEncoder`], and
+//! [`PatchAggregator`], PatchCore's patch features from several CNN layers.
 //!
 //! Invariants: encoders are deterministic and stateless; weight loading checks every tensor's
 //! key and shape and names the key on a mismatch; cache entries are written atomically and are
