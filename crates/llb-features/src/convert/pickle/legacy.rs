@@ -122,7 +122,14 @@ pub(crate) fn read_legacy(data: &[u8]) -> Result<(Vec<(String, RawTensor)>, usiz
                 )
             })?;
         pos += 8;
-        let elem = dtypes.get(&key).map_or(4, |d| d.bitsize() / 8);
+        // The element size comes from the tensors that use the storage: an unused storage
+        // cannot be skipped safely.
+        let Some(elem) = dtypes.get(&key).map(|d| d.bitsize() / 8) else {
+            return Err(fail(
+                count_at,
+                format!("storage `{key}` is used by no tensor: unknown element size"),
+            ));
+        };
         let numel = usize::try_from(count).map_err(|_| fail(count_at, "storage too large"))?;
         let bytes = numel
             .checked_mul(elem)
