@@ -26,6 +26,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Other processes distort timings on a 2-core machine: report the load around the run.
     let load = || std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim().to_string();
     let load_before = load();
+    // The machine's matrix-multiply rate right now: the honest ceiling for this workload.
+    let a = Tensor::ones((1024, 1024), candle_core::DType::F32, &device)?;
+    a.matmul(&a)?;
+    let start = Instant::now();
+    for _ in 0..5 {
+        a.matmul(&a)?;
+    }
+    let gemm_gflops = 5.0 * 2.0 * 1024f64.powi(3) / start.elapsed().as_secs_f64() / 1e9;
+    // Forward multiply-adds per token: bottleneck 8C², per decoder block 12C² (qkv, proj, MLP)
+    // plus 2·C·head_dim for linear attention; training costs about 3 forwards.
+    let c = channels as f64;
+    let macs_per_token = 8.0 * c * c + 8.0 * (12.0 * c * c + 2.0 * c * 64.0);
+    let train_gflop = 3.0 * 2.0 * macs_per_token * (8 * side * side) as f64 / 1e9;
+    let score_gflop = 2.0 * macs_per_token * (side * side) as f64 / 1e9;
+
     let mut config = DinomalyConfig::llb_cpu();
     config.iterations = iterations + 1;
     config.batch_size = 8;
@@ -48,8 +63,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "dinomaly ViT-S dims (C=384, 8 layers, 16x16 tokens), batch 8, {} threads",
         candle_core::utils::get_num_threads()
     );
-    println!("train: {per_iter:.3} s/iteration (mean of {iterations})");
-    println!("score: {per_image:.4} s/image (batch 8, maps {:?})", maps.dims());
+    println!(
+        "train: {per_iter:.3} s/iteration (mean of {iterations}), ~{train_gflop:.0} GFLOP, {:.0} GFLOP/s",
+        train_gflop / per_iter
+    );
+    println!(
+        "score: {per_image:.4} s/image (batch 8, maps {:?}), ~{score_gflop:.1} GFLOP, {:.0} GFLOP/s",
+        maps.dims(),
+        score_gflop / per_image
+    );
+    println!("f32 matmul 1024^3 at the same time: {gemm_gflops:.0} GFLOP/s");
     println!("load average before: {load_before}; after: {}", load());
     Ok(())
 }
