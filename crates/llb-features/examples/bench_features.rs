@@ -110,10 +110,10 @@ fn onnxruntime_peer(
         .collect()
 }
 
-/// Times each operation of one DINOv2-S block at `batch` × 224 px (N = 257 tokens), with
-/// random tensors of the block's shapes, to show where the time goes.
-fn profile_block(batch: usize) -> anyhow_free::Result<Vec<(&'static str, f64, f64)>> {
-    let (n, d, m, h) = (257, 384, 1536, 6);
+/// Times each operation of one DINOv2-S block at `batch` images of `n` tokens (257 at 224 px,
+/// 1025 at 448 px), with random tensors of the block's shapes, to show where the time goes.
+fn profile_block(batch: usize, n: usize) -> anyhow_free::Result<Vec<(&'static str, f64, f64)>> {
+    let (d, m, h) = (384, 1536, 6);
     let hd = d / h;
     let dev = Device::Cpu;
     let r = |shape: &[usize]| Tensor::randn(0f32, 1.0, shape, &dev);
@@ -256,15 +256,17 @@ fn main() -> anyhow_free::Result<()> {
     println!(
         "\nonnxruntime: python3 subprocess, intra_op_num_threads=2, same case right after ours"
     );
-    println!("\n## One block at 224 px, batch 8: where the time goes\n");
-    println!("| op | ms | GFLOP/s |");
-    println!("|---|---|---|");
-    let rows = profile_block(8)?;
-    let total: f64 = rows.iter().map(|r| r.1).sum();
-    for (name, secs, gflops) in &rows {
-        let rate = if *gflops > 0.0 { format!("{gflops:.1}") } else { "-".to_owned() };
-        println!("| {name} | {:.1} ({:.0}%) | {rate} |", secs * 1e3, 100.0 * secs / total);
+    for (px, batch, n) in [(224, 8, 257), (448, 1, 1025)] {
+        println!("\n## One block at {px} px, batch {batch}: where the time goes\n");
+        println!("| op | ms | GFLOP/s |");
+        println!("|---|---|---|");
+        let rows = profile_block(batch, n)?;
+        let total: f64 = rows.iter().map(|r| r.1).sum();
+        for (name, secs, gflops) in &rows {
+            let rate = if *gflops > 0.0 { format!("{gflops:.1}") } else { "-".to_owned() };
+            println!("| {name} | {:.1} ({:.0}%) | {rate} |", secs * 1e3, 100.0 * secs / total);
+        }
+        println!("| sum | {:.1} | |", total * 1e3);
     }
-    println!("| sum | {:.1} | |", total * 1e3);
     Ok(())
 }

@@ -14,24 +14,36 @@ use rayon::prelude::*;
 /// Elements per parallel work item.
 const CHUNK: usize = 16 * 1024;
 
+/// Plain multiply-adds, not `f32::mul_add`: without the FMA target feature (the x86-64
+/// baseline this workspace builds for) `mul_add` is a call to a software `fmaf`, some 30×
+/// slower and not vectorised.
+///
 /// `erf(x)`: the rational approximation `x·P(x²)/Q(x²)` on `[-4, 4]` (clamped outside) used by
 /// Eigen's `generic_fast_erf_float`.
 #[inline]
 fn erf(x: f32) -> f32 {
-    let x = x.clamp(-4.0, 4.0);
+    // Comparisons rather than `clamp`/`max`, whose NaN rules keep LLVM from vectorising.
+    #[allow(clippy::manual_clamp, reason = "f32::clamp's NaN handling blocks vectorisation")]
+    let x = if x < -4.0 {
+        -4.0
+    } else if x > 4.0 {
+        4.0
+    } else {
+        x
+    };
     let x2 = x * x;
     let mut p = -2.726_142_3e-10_f32;
-    p = p.mul_add(x2, 2.770_681_4e-8);
-    p = p.mul_add(x2, -2.101_024e-6);
-    p = p.mul_add(x2, -5.692_506_4e-5);
-    p = p.mul_add(x2, -7.349_906_3e-4);
-    p = p.mul_add(x2, -2.954_600_1e-3);
-    p = p.mul_add(x2, -1.609_603_3e-2);
+    p = p * x2 + 2.770_681_4e-8;
+    p = p * x2 - 2.101_024e-6;
+    p = p * x2 - 5.692_506_4e-5;
+    p = p * x2 - 7.349_906_3e-4;
+    p = p * x2 - 2.954_600_1e-3;
+    p = p * x2 - 1.609_603_3e-2;
     let mut q = -1.456_607_2e-5_f32;
-    q = q.mul_add(x2, -2.133_740_6e-4);
-    q = q.mul_add(x2, -1.682_827e-3);
-    q = q.mul_add(x2, -7.373_329e-3);
-    q = q.mul_add(x2, -1.426_474e-2);
+    q = q * x2 - 2.133_740_6e-4;
+    q = q * x2 - 1.682_827e-3;
+    q = q * x2 - 7.373_329e-3;
+    q = q * x2 - 1.426_474e-2;
     x * p / q
 }
 
@@ -46,18 +58,51 @@ fn gelu(x: f32) -> f32 {
 #[inline]
 fn exp_nonpositive(x: f32) -> f32 {
     const ROUND: f32 = 12_582_912.0; // 1.5·2²³: adding and subtracting it rounds to an integer.
-    let x = x.max(-87.0);
-    let n = (x * std::f32::consts::LOG2_E + ROUND) - ROUND;
-    let r = n.mul_add(-0.693_359_4, x);
-    let r = n.mul_add(2.121_944_4e-4, r);
+    let x = if x < -87.0 { -87.0 } else { x };
+    let shifted = x * std::f32::consts::LOG2_E + ROUND;
+    let n = shifted - ROUND;
+    // The integer n sits in the low mantissa bits of `shifted` (integer ops vectorise; a
+    // saturating float-to-int cast may not).
+    let n_int = shifted.to_bits().wrapping_sub(ROUND.to_bits()) as i32;
+    let r = n * -0.693_359_4 + x;
+    let r = n * 2.121_944_4e-4 + r;
     let mut p = 1.987_569_1e-4_f32;
-    p = p.mul_add(r, 1.398_199_9e-3);
-    p = p.mul_add(r, 8.333_452e-3);
-    p = p.mul_add(r, 4.166_579_6e-2);
-    p = p.mul_add(r, 1.666_666_5e-1);
-    p = p.mul_add(r, 0.5);
-    let y = p.mul_add(r * r, r) + 1.0;
-    y * f32::from_bits(((n as i32 + 127) as u32) << 23)
+    p = p * r + 1.398_199_9e-3;
+    p = p * r + 8.333_452e-3;
+    p = p * r + 4.166_579_6e-2;
+    p = p * r + 1.666_666_5e-1;
+    p = p * r + 0.5;
+    let y = p * r * r + r + 1.0;
+    y * f32::from_bits(((n_int + 127) as u32) << 23)
+}
+
+/// Lanes of the reductions below: independent accumulators let LLVM vectorise them.
+const LANES: usize = 8;
+
+/// Largest value of a non-empty slice.
+fn lanes_max(x: &[f32]) -> f32 {
+    let mut acc = [f32::NEG_INFINITY; LANES];
+    let chunks = x.chunks_exact(LANES);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for (a, &v) in acc.iter_mut().zip(c) {
+            *a = if v > *a { v } else { *a };
+        }
+    }
+    rest.iter().chain(&acc).fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m })
+}
+
+/// Sum of a slice, in `LANES` interleaved partial sums.
+fn lanes_sum(x: &[f32]) -> f32 {
+    let mut acc = [0.0_f32; LANES];
+    let chunks = x.chunks_exact(LANES);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for (a, &v) in acc.iter_mut().zip(c) {
+            *a += v;
+        }
+    }
+    acc.iter().sum::<f32>() + rest.iter().sum::<f32>()
 }
 
 /// Borrows the contiguous f32 values of a CPU storage.
@@ -112,13 +157,9 @@ impl CustomOp1 for FastSoftmax {
         out.par_chunks_mut(rows_per_item * n).zip(src.par_chunks(rows_per_item * n)).for_each(
             |(o, i)| {
                 for (o, i) in o.chunks_mut(n).zip(i.chunks(n)) {
-                    let max = i.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                    let mut sum = 0.0_f32;
-                    for (o, &v) in o.iter_mut().zip(i) {
-                        *o = exp_nonpositive(v - max);
-                        sum += *o;
-                    }
-                    let inv = 1.0 / sum;
+                    let max = lanes_max(i);
+                    o.iter_mut().zip(i).for_each(|(o, &v)| *o = exp_nonpositive(v - max));
+                    let inv = 1.0 / lanes_sum(o);
                     o.iter_mut().for_each(|v| *v *= inv);
                 }
             },
