@@ -67,3 +67,22 @@ fn check_loads(path: &std::path::Path) -> anyhow::Result<()> {
         .with_context(|| format!("{} is not a DINOv2 ViT-S/14 checkpoint", path.display()))?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cached_file_that_is_not_dinov2_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = AssetCache::new(dir.path());
+        let path = cache.path_of(&DINOV2_VITS14_HUB);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, b"not a safetensors file").unwrap();
+        cache.record_sha256(&DINOV2_VITS14_HUB).unwrap();
+        let err = ensure_dinov2_small(&cache, &FetchOptions::offline(None)).unwrap_err();
+        let message = format!("{err:#}");
+        assert!(message.contains("dinov2-vits14.safetensors"), "{message}");
+        assert!(message.contains("not a DINOv2 ViT-S/14 checkpoint"), "{message}");
+    }
+}
