@@ -13,11 +13,75 @@ use xshell::{Shell, cmd};
 type Bench = (&'static str, &'static str, fn(&Shell, &[String]) -> anyhow::Result<()>);
 
 /// Every benchmark, by subcommand name.
-const BENCHES: &[Bench] = &[(
-    "metrics",
-    "exact vs streaming pixel metrics on 256×256 maps [--sizes 250,500,1000] [--bins 1000]",
-    metrics,
-)];
+const BENCHES: &[Bench] = &[
+    ("all", "every benchmark below, in order, with default options", all),
+    (
+        "metrics",
+        "exact vs streaming pixel metrics on 256×256 maps [--sizes 250,500,1000] [--bins 1000]",
+        metrics,
+    ),
+    ("data", "decode + preprocess throughput on the built-in benchmark (images/s)", data),
+    (
+        "features",
+        "DINOv2-S images/s at 224/448 px, batch 1/8, GFLOP/s vs GEMM, onnxruntime peer",
+        features,
+    ),
+    ("cnn", "EfficientNet-Lite0 and WideResNet50-2 images/s, patch aggregation time", cnn),
+    (
+        "detect",
+        "PatchCore fit and scoring, 200 training images at 224 px, NN search GFLOP/s vs GEMM",
+        detect,
+    ),
+    ("dinomaly", "Dinomaly seconds per training iteration at ViT-S 224 px, batch 8", dinomaly),
+    (
+        "purify",
+        "selection purity on synthetic contaminated scores, fusion and selection timings",
+        purify,
+    ),
+];
+
+/// Runs every benchmark with its default options.
+fn all(sh: &Shell, _args: &[String]) -> anyhow::Result<()> {
+    for (name, _, bench) in BENCHES.iter().filter(|(n, _, _)| *n != "all") {
+        println!("\n## {name}\n");
+        bench(sh, &[])?;
+    }
+    Ok(())
+}
+
+/// Builds and runs a release example, passing its report (JSON lines or Markdown) through.
+fn pass_through(sh: &Shell, package: &str, example: &str, args: &[String]) -> anyhow::Result<()> {
+    let executable = build_example(sh, package, example)?;
+    let out = cmd!(sh, "{executable} {args...}")
+        .read()
+        .with_context(|| format!("running {} {}", executable.display(), args.join(" ")))?;
+    println!("{out}");
+    Ok(())
+}
+
+fn data(sh: &Shell, args: &[String]) -> anyhow::Result<()> {
+    pass_through(sh, "llb-data", "bench_data", args)
+}
+
+fn features(sh: &Shell, args: &[String]) -> anyhow::Result<()> {
+    pass_through(sh, "llb-features", "bench_features", args)
+}
+
+fn cnn(sh: &Shell, args: &[String]) -> anyhow::Result<()> {
+    pass_through(sh, "llb-features", "bench_cnn", args)
+}
+
+fn detect(sh: &Shell, args: &[String]) -> anyhow::Result<()> {
+    pass_through(sh, "llb-detect", "bench_detect", args)
+}
+
+fn dinomaly(sh: &Shell, args: &[String]) -> anyhow::Result<()> {
+    pass_through(sh, "llb-detect", "bench_dinomaly", args)
+}
+
+fn purify(sh: &Shell, args: &[String]) -> anyhow::Result<()> {
+    pass_through(sh, "llb-purify", "synthetic_purity", args)
+}
 
 /// Dispatches `cargo xtask bench <name> [options]`.
 pub(crate) fn run(sh: &Shell, args: &[String]) -> anyhow::Result<()> {

@@ -103,7 +103,10 @@ fn check_sources(root: &Path, files: &[PathBuf], problems: &mut Vec<String>) -> 
         }
         for word in banned {
             if let Some(n) = text.lines().position(|l| l.contains(word)) {
-                problems.push(format!("{rel}:{}: `{word}` is not allowed; assert on `Err` instead", n + 1));
+                problems.push(format!(
+                    "{rel}:{}: `{word}` is not allowed; assert on `Err` instead",
+                    n + 1
+                ));
             }
         }
     }
@@ -142,14 +145,19 @@ fn check_manifests(root: &Path, problems: &mut Vec<String>) -> anyhow::Result<()
         let text = std::fs::read_to_string(&manifest)
             .with_context(|| format!("reading {}", manifest.display()))?;
         if !text.contains(&format!("name = \"{krate}\"")) {
-            problems.push(format!("{}: package name differs from its folder `{krate}`", manifest.display()));
+            problems.push(format!(
+                "{}: package name differs from its folder `{krate}`",
+                manifest.display()
+            ));
         }
         if !text.contains("[lints]\nworkspace = true") {
             problems.push(format!("{krate}: missing `[lints] workspace = true`"));
         }
         for (dep, line) in dependency_lines(&text) {
             if !line.contains("workspace = true") {
-                problems.push(format!("{krate}: dependency `{dep}` must be declared `{dep}.workspace = true`"));
+                problems.push(format!(
+                    "{krate}: dependency `{dep}` must be declared `{dep}.workspace = true`"
+                ));
             }
             let Some((_, allowed)) = DEPENDENCY_RULES.iter().find(|(name, _)| *name == dep) else {
                 continue;
@@ -168,9 +176,9 @@ fn check_manifests(root: &Path, problems: &mut Vec<String>) -> anyhow::Result<()
 /// `true` when an SPDX expression allows use under one of the allowed licences.
 fn license_allowed(expr: &str) -> bool {
     let expr = expr.replace(['(', ')'], "");
-    expr.split(" OR ").flat_map(|alt| alt.split('/')).any(|alt| {
-        alt.split(" AND ").all(|part| LICENSE_ALLOW_LIST.contains(&part.trim()))
-    })
+    expr.split(" OR ")
+        .flat_map(|alt| alt.split('/'))
+        .any(|alt| alt.split(" AND ").all(|part| LICENSE_ALLOW_LIST.contains(&part.trim())))
 }
 
 fn check_licenses(root: &Path, problems: &mut Vec<String>) -> anyhow::Result<()> {
@@ -183,7 +191,8 @@ fn check_licenses(root: &Path, problems: &mut Vec<String>) -> anyhow::Result<()>
     if !out.status.success() {
         bail!("cargo metadata failed: {}", String::from_utf8_lossy(&out.stderr));
     }
-    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).context("parsing cargo metadata")?;
+    let meta: serde_json::Value =
+        serde_json::from_slice(&out.stdout).context("parsing cargo metadata")?;
     for pkg in meta["packages"].as_array().into_iter().flatten() {
         if pkg["source"].is_null() {
             continue; // Our own crates.
@@ -191,7 +200,8 @@ fn check_licenses(root: &Path, problems: &mut Vec<String>) -> anyhow::Result<()>
         let name = pkg["name"].as_str().unwrap_or("?");
         match pkg["license"].as_str() {
             Some(expr) if license_allowed(expr) => {}
-            Some(expr) => problems.push(format!("dependency {name}: licence `{expr}` is not on the allow-list")),
+            Some(expr) => problems
+                .push(format!("dependency {name}: licence `{expr}` is not on the allow-list")),
             None => problems.push(format!("dependency {name}: no licence declared")),
         }
     }
@@ -201,16 +211,20 @@ fn check_licenses(root: &Path, problems: &mut Vec<String>) -> anyhow::Result<()>
 /// Every built-in fusion and selection rule of llb-purify is named in its golden test file.
 fn check_golden_rules(root: &Path, problems: &mut Vec<String>) -> anyhow::Result<()> {
     let purify = root.join("crates/llb-purify/src");
-    let golden = std::fs::read_to_string(purify.join("tests/golden.rs")).context("reading the purify golden tests")?;
+    let golden = std::fs::read_to_string(purify.join("tests/golden.rs"))
+        .context("reading the purify golden tests")?;
     for file in ["fusion/builtin.rs", "selection/builtin.rs"] {
-        let text = std::fs::read_to_string(purify.join(file)).with_context(|| format!("reading {file}"))?;
+        let text = std::fs::read_to_string(purify.join(file))
+            .with_context(|| format!("reading {file}"))?;
         let names = base_names(&text);
         if names.is_empty() {
             problems.push(format!("crates/llb-purify/src/{file}: no `BASE_NAMES` list found"));
         }
         for name in names {
             if !golden.contains(&format!("\"{name}\"")) && !golden.contains(&format!("\"{name}(")) {
-                problems.push(format!("built-in rule `{name}` has no golden test in llb-purify/src/tests/golden.rs"));
+                problems.push(format!(
+                    "built-in rule `{name}` has no golden test in llb-purify/src/tests/golden.rs"
+                ));
             }
         }
     }
@@ -255,7 +269,9 @@ mod tests {
 
     #[test]
     fn dependency_tables_are_parsed() {
-        let deps = dependency_lines("[package]\nname = \"x\"\n[dependencies]\nfoo.workspace = true\nbar = \"1\"\n[features]\ncuda = []\n");
+        let deps = dependency_lines(
+            "[package]\nname = \"x\"\n[dependencies]\nfoo.workspace = true\nbar = \"1\"\n[features]\ncuda = []\n",
+        );
         assert_eq!(deps.keys().collect::<Vec<_>>(), ["bar", "foo"]);
     }
 }

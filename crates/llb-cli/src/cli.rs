@@ -85,6 +85,9 @@ pub(crate) fn init_tracing(verbose: u8) {
     let fmt = tracing_subscriber::fmt::layer()
         .with_ansi(terminal)
         .with_writer(indicatif.get_stderr_writer());
-    let _already_installed =
-        tracing_subscriber::registry().with(filter).with(fmt).with(terminal.then_some(indicatif)).try_init();
+    let _already_installed = tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt)
+        .with(terminal.then_some(indicatif))
+        .try_init();
 }

@@ -36,7 +36,8 @@ pub(crate) fn run(args: &EvalArgs) -> anyhow::Result<()> {
         card.weights_sha256
     );
     let test = extractor.extract(&dataset.test, args.on_bad_image)?;
-    let evaluation = evaluate(&model, card.settings.test_score, &test, &dataset.test, extractor.preprocess())?;
+    let evaluation =
+        evaluate(&model, card.settings.test_score, &test, &dataset.test, extractor.preprocess())?;
     let json = serde_json::json!({
         "category": dataset.category,
         "n_test": evaluation.n_test,
@@ -55,7 +56,9 @@ pub(crate) fn run(args: &EvalArgs) -> anyhow::Result<()> {
         model_dir::write_json(&out.join("metrics.json"), &json)?;
         let mut md = String::from("| metric | value |\n|---|---|\n");
         for (key, value) in json.as_object().into_iter().flatten() {
-            if let Some(v) = value.as_f64().filter(|_| key.starts_with("i_") || key.starts_with("p_")) {
+            if let Some(v) =
+                value.as_f64().filter(|_| key.starts_with("i_") || key.starts_with("p_"))
+            {
                 md.push_str(&format!("| {key} | {:.1} |\n", 100.0 * v));
             }
         }

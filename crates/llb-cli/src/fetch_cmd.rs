@@ -157,6 +157,20 @@ struct Summary {
     bundles: BTreeMap<&'static str, BundleReport>,
 }
 
+/// Makes sure `bundle` is in the cache and converted: fetches what is missing (nothing when the
+/// cache is complete) and runs its conversion steps. Other commands call this on first use.
+pub(crate) fn ensure_bundle(
+    cache: &AssetCache,
+    options: &FetchOptions,
+    bundle: &Bundle,
+) -> anyhow::Result<()> {
+    let fetched = cache.fetch_bundle(bundle, options).with_context(|| {
+        format!("fetching bundle `{}` into {}", bundle.name, cache.root().display())
+    })?;
+    post_process(cache, &fetched)?;
+    Ok(())
+}
+
 /// Runs the post-processing steps of a bundle fetched through its registry route.
 fn post_process(cache: &AssetCache, fetched: &BundleFetch) -> anyhow::Result<Vec<PostReport>> {
     if fetched.route == Route::Hub {
@@ -205,22 +219,9 @@ fn post_process(cache: &AssetCache, fetched: &BundleFetch) -> anyhow::Result<Vec
     Ok(reports)
 }
 
-/// Installs a stderr logger filtered by `RUST_LOG` (default `info`, `debug` with `-v`); does
-/// nothing when a subscriber is already installed.
-fn init_tracing(verbose: u8) {
-    let default = if verbose > 0 { "debug" } else { "info" };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _already_installed = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .try_init();
-}
-
 /// Runs `llb fetch`.
 pub(crate) fn run(args: &FetchArgs, verbose: u8) -> anyhow::Result<()> {
-    init_tracing(verbose);
+    crate::cli::init_tracing(verbose);
     let cache = match &args.cache {
         Some(dir) => AssetCache::new(dir),
         None => AssetCache::from_env().context("choosing the cache folder (pass --cache DIR)")?,

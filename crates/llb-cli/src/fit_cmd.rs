@@ -1,7 +1,8 @@
 //! `llb fit` and `llb purify`: the two stages (or stage 1 alone) on a training set.
 
 use crate::pipeline::{
-    DataArgs, ModelArgs, ModelCard, OnBadImage, RunContext, Screening, calibrate_threshold, fit_final, groups_of, model_dir, screen,
+    DataArgs, ModelArgs, ModelCard, OnBadImage, RunContext, Screening, calibrate_threshold,
+    fit_final, groups_of, model_dir, screen,
 };
 use anyhow::Context;
 use llb_data::Dataset;
@@ -39,11 +40,15 @@ pub(crate) fn run(args: &FitArgs, stage1_only: bool) -> anyhow::Result<()> {
     let extractor = ctx.extractor(&settings.encoder)?;
     let train = extractor.extract(&dataset.train, args.on_bad_image)?;
     let groups = groups_of(&dataset.train, &train.ids);
-    let cache_key =
-        format!("{}|{}", serde_json::to_string(&settings.detector)?, serde_json::to_string(extractor.key())?);
+    let cache_key = format!(
+        "{}|{}",
+        serde_json::to_string(&settings.detector)?,
+        serde_json::to_string(extractor.key())?
+    );
     let resume = ctx.assets.root().join("stage1");
     let screening = screen(&train, &groups, &settings, &cache_key, Some(&resume))?;
-    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
     write_screening(&args.out, &dataset, screening.as_ref())?;
     if !train.failures.is_empty() {
         let failures: BTreeMap<String, String> =
@@ -88,7 +93,11 @@ pub(crate) fn run(args: &FitArgs, stage1_only: bool) -> anyhow::Result<()> {
 
 /// Writes the stage-1 outputs: the score table, `purification.csv` (most suspicious first), the
 /// fused-score histogram and, when hidden labels exist, the purity report.
-pub(crate) fn write_screening(out: &Path, dataset: &Dataset, screening: Option<&Screening>) -> anyhow::Result<()> {
+pub(crate) fn write_screening(
+    out: &Path,
+    dataset: &Dataset,
+    screening: Option<&Screening>,
+) -> anyhow::Result<()> {
     let Some(screening) = screening else { return Ok(()) };
     screening.table.save_csv(&out.join("score_table.csv"))?;
     let selection = &screening.purification.selection;
@@ -126,5 +135,9 @@ pub(crate) fn write_screening(out: &Path, dataset: &Dataset, screening: Option<&
 
 /// Quotes a CSV field when it holds a comma, quote or newline.
 fn csv_field(text: &str) -> String {
-    if text.contains([',', '"', '\n']) { format!("\"{}\"", text.replace('"', "\"\"")) } else { text.to_owned() }
+    if text.contains([',', '"', '\n']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text.to_owned()
+    }
 }

@@ -6,7 +6,6 @@ mod cli;
 mod eval_cmd;
 mod experiment;
 mod fetch_cmd;
-mod fetch_weights;
 mod fit_cmd;
 mod metrics_cmd;
 mod overlay;

@@ -8,7 +8,14 @@ use std::path::Path;
 /// resized to `size`, and writes a PNG to `out` atomically. Map values are scaled to colours
 /// between `low` (blue, transparent) and `high` (red, opaque), so overlays of one model share a
 /// scale.
-pub(crate) fn overlay_png(image: &Path, map: &[f32], size: u32, low: f32, high: f32, out: &Path) -> anyhow::Result<()> {
+pub(crate) fn overlay_png(
+    image: &Path,
+    map: &[f32],
+    size: u32,
+    low: f32,
+    high: f32,
+    out: &Path,
+) -> anyhow::Result<()> {
     let base = llb_data::load_rgb(image)?;
     let base = imageops::resize(&base, size, size, imageops::FilterType::Triangle);
     let mut canvas = RgbImage::new(size, size);
@@ -18,7 +25,9 @@ pub(crate) fn overlay_png(image: &Path, map: &[f32], size: u32, low: f32, high: 
         let colour = jet(t);
         let alpha = 0.15 + 0.6 * t;
         let under = base.get_pixel(x, y);
-        *pixel = Rgb(std::array::from_fn(|c| (under[c] as f32 * (1.0 - alpha) + colour[c] * alpha).round() as u8));
+        *pixel = Rgb(std::array::from_fn(|c| {
+            (under[c] as f32 * (1.0 - alpha) + colour[c] * alpha).round() as u8
+        }));
     }
     let mut bytes = Vec::new();
     canvas

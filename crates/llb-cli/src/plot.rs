@@ -1,10 +1,6 @@
 //! PNG rendering of fused-score histograms (normal vs anomalous), with a tiny built-in bitmap font
 //! for the title, legend and axis labels.
 
-#![cfg_attr(
-    not(test),
-)]
-
 use anyhow::Context;
 use image::{Rgb, RgbImage};
 use llb_purify::{Histogram, HistogramBin};

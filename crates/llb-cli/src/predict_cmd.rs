@@ -40,7 +40,8 @@ pub(crate) fn run(args: &PredictArgs) -> anyhow::Result<()> {
     let ctx = RunContext::new(args.cache.clone())?;
     let (card, model) = model_dir::load(&args.model, &ctx.device)?;
     let samples = if args.input.is_file() {
-        let name = args.input.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name =
+            args.input.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         vec![Sample::unlabelled(SampleId::new(name), args.input.clone())]
     } else {
         llb_data::read_image_folder(&args.input)?
@@ -49,15 +50,22 @@ pub(crate) fn run(args: &PredictArgs) -> anyhow::Result<()> {
     let features = extractor.extract(&samples, args.on_bad_image)?;
     let threshold = args.threshold.unwrap_or(card.threshold);
     let size = extractor.image_size_px();
-    let path_of: std::collections::BTreeMap<_, _> = samples.iter().map(|s| (&s.id, &s.image_path)).collect();
+    let path_of: std::collections::BTreeMap<_, _> =
+        samples.iter().map(|s| (&s.id, &s.image_path)).collect();
     for dir in ["overlays", "maps"].iter().filter(|d| **d == "overlays" || args.save_maps) {
-        std::fs::create_dir_all(args.out.join(dir)).with_context(|| format!("creating {}", args.out.join(dir).display()))?;
+        std::fs::create_dir_all(args.out.join(dir))
+            .with_context(|| format!("creating {}", args.out.join(dir).display()))?;
     }
     let mut csv = String::from("sample_id,path,anomaly_score,verdict\n");
     let mut n_anomalous = 0;
     for start in (0..features.ids.len()).step_by(16) {
-        let rows: Vec<u32> = (start..(start + 16).min(features.ids.len())).map(|r| r as u32).collect();
-        let out = model.score(&select_rows(&features.layers, &rows)?, (size, size), card.settings.test_score)?;
+        let rows: Vec<u32> =
+            (start..(start + 16).min(features.ids.len())).map(|r| r as u32).collect();
+        let out = model.score(
+            &select_rows(&features.layers, &rows)?,
+            (size, size),
+            card.settings.test_score,
+        )?;
         for (i, &row) in rows.iter().enumerate() {
             let id = &features.ids[row as usize];
             let score = out.image_scores[i];
@@ -67,7 +75,14 @@ pub(crate) fn run(args: &PredictArgs) -> anyhow::Result<()> {
             csv.push_str(&format!("{id},{},{score},{verdict}\n", path_of[id].display()));
             let map: Vec<f32> = out.maps.i(i)?.flatten_all()?.to_vec1()?;
             let stem = file_stem(id);
-            crate::overlay::overlay_png(path_of[id], &map, size as u32, threshold / 2.0, threshold, &args.out.join("overlays").join(format!("{stem}.png")))?;
+            crate::overlay::overlay_png(
+                path_of[id],
+                &map,
+                size as u32,
+                threshold / 2.0,
+                threshold,
+                &args.out.join("overlays").join(format!("{stem}.png")),
+            )?;
             if args.save_maps {
                 write_npy(&args.out.join("maps").join(format!("{stem}.npy")), &map, size)?;
             }
@@ -94,7 +109,8 @@ fn file_stem(id: &SampleId) -> String {
 
 /// A `[size, size]` float32 little-endian `.npy` (format 1.0), written atomically.
 fn write_npy(path: &Path, map: &[f32], size: usize) -> anyhow::Result<()> {
-    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({size}, {size}), }}");
+    let mut header =
+        format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({size}, {size}), }}");
     while (10 + header.len() + 1) % 64 != 0 {
         header.push(' ');
     }
@@ -103,6 +119,7 @@ fn write_npy(path: &Path, map: &[f32], size: usize) -> anyhow::Result<()> {
     bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
     bytes.extend_from_slice(header.as_bytes());
     bytes.extend(map.iter().flat_map(|v| v.to_le_bytes()));
-    llb_assets::write_atomic(path, &bytes).with_context(|| format!("writing {}", path.display()))?;
+    llb_assets::write_atomic(path, &bytes)
+        .with_context(|| format!("writing {}", path.display()))?;
     Ok(())
 }

@@ -25,8 +25,8 @@ mod readers;
 mod sample;
 
 pub use benchmark::{
-    BenchmarkConfig, DefectKind, Texture, checksum_tree, generate_benchmark, load_texture,
-    render_contact_sheet, synthetic_texture,
+    BenchmarkConfig, DefectKind, Texture, TileSource, checksum_tree, generate_benchmark,
+    load_texture, render_contact_sheet, synthetic_texture,
 };
 pub use contamination::{ContaminationConfig, ContaminationReport, anomalies_needed, contaminate};
 pub use error::{Error, Result};

@@ -88,7 +88,8 @@ mod tests {
 
     #[test]
     fn ids_order_as_strings() {
-        let mut ids = vec![SampleId::new("b/2.png"), SampleId::new("a/10.png"), SampleId::new("a/1.png")];
+        let mut ids =
+            [SampleId::new("b/2.png"), SampleId::new("a/10.png"), SampleId::new("a/1.png")];
         ids.sort();
         let got: Vec<&str> = ids.iter().map(SampleId::as_str).collect();
         assert_eq!(got, ["a/1.png", "a/10.png", "b/2.png"]);

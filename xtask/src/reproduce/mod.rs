@@ -15,10 +15,36 @@ const DEFAULT_MANIFEST: &str = "xtask/manifests/benchmark.json";
 
 /// The 30 Real-IAD categories.
 const REALIAD_CATEGORIES: [&str; 30] = [
-    "audiojack", "bottle_cap", "button_battery", "end_cap", "eraser", "fire_hood", "mint", "mounts", "pcb",
-    "phone_battery", "plastic_nut", "plastic_plug", "porcelain_doll", "regulator", "rolled_strip_base",
-    "sim_card_set", "switch", "tape", "terminalblock", "toothbrush", "toy", "toy_brick", "transistor1", "u_block",
-    "usb", "usb_adaptor", "vcpluger", "woodstick", "wooden_beads", "zipper",
+    "audiojack",
+    "bottle_cap",
+    "button_battery",
+    "end_cap",
+    "eraser",
+    "fire_hood",
+    "mint",
+    "mounts",
+    "pcb",
+    "phone_battery",
+    "plastic_nut",
+    "plastic_plug",
+    "porcelain_doll",
+    "regulator",
+    "rolled_strip_base",
+    "sim_card_set",
+    "switch",
+    "tape",
+    "terminalblock",
+    "toothbrush",
+    "toy",
+    "toy_brick",
+    "transistor1",
+    "u_block",
+    "usb",
+    "usb_adaptor",
+    "vcpluger",
+    "woodstick",
+    "wooden_beads",
+    "zipper",
 ];
 
 /// Runs `cargo xtask reproduce [--manifest PATH] [--realiad ROOT] [--render-only]`.
@@ -30,7 +56,9 @@ pub(crate) fn run(sh: &Shell, args: &[String]) -> anyhow::Result<()> {
     while let Some(arg) = it.next() {
         match arg.as_str() {
             "--manifest" => manifest = it.next().context("--manifest needs a path")?.into(),
-            "--realiad" => realiad = Some(it.next().context("--realiad needs the Real-IAD root")?.into()),
+            "--realiad" => {
+                realiad = Some(it.next().context("--realiad needs the Real-IAD root")?.into())
+            }
             "--render-only" => render_only = true,
             other => anyhow::bail!("reproduce: unknown argument `{other}`"),
         }
@@ -38,7 +66,8 @@ pub(crate) fn run(sh: &Shell, args: &[String]) -> anyhow::Result<()> {
     if let Some(root) = &realiad {
         manifest = realiad_manifest(&manifest, root)?;
     }
-    let text = std::fs::read_to_string(&manifest).with_context(|| format!("reading {}", manifest.display()))?;
+    let text = std::fs::read_to_string(&manifest)
+        .with_context(|| format!("reading {}", manifest.display()))?;
     let name = serde_json::from_str::<serde_json::Value>(&text)?["name"]
         .as_str()
         .context("the manifest has no `name`")?
@@ -58,8 +87,10 @@ pub(crate) fn run(sh: &Shell, args: &[String]) -> anyhow::Result<()> {
 /// Renders `results/<name>.json` into the CSV, Markdown and SVG files.
 pub(crate) fn render_files(root: &Path, name: &str) -> anyhow::Result<()> {
     let json = root.join("results").join(format!("{name}.json"));
-    let text = std::fs::read_to_string(&json).with_context(|| format!("reading {}", json.display()))?;
-    let results = results::Results::parse(&text).with_context(|| format!("parsing {}", json.display()))?;
+    let text =
+        std::fs::read_to_string(&json).with_context(|| format!("reading {}", json.display()))?;
+    let results =
+        results::Results::parse(&text).with_context(|| format!("parsing {}", json.display()))?;
     let tables = root.join("docs/tables");
     std::fs::create_dir_all(&tables)?;
     std::fs::write(root.join("results").join(format!("{name}.csv")), render::csv(&results)?)?;
@@ -71,10 +102,12 @@ pub(crate) fn render_files(root: &Path, name: &str) -> anyhow::Result<()> {
 
 /// The default manifest pointed at a Real-IAD copy: all 30 categories, its FUIAD splits.
 fn realiad_manifest(base: &Path, root: &Path) -> anyhow::Result<PathBuf> {
-    let text = std::fs::read_to_string(base).with_context(|| format!("reading {}", base.display()))?;
+    let text =
+        std::fs::read_to_string(base).with_context(|| format!("reading {}", base.display()))?;
     let mut manifest: serde_json::Value = serde_json::from_str(&text)?;
     manifest["name"] = "realiad".into();
-    manifest["dataset"] = serde_json::json!({"kind": "realiad", "root": root, "categories": REALIAD_CATEGORIES});
+    manifest["dataset"] =
+        serde_json::json!({"kind": "realiad", "root": root, "categories": REALIAD_CATEGORIES});
     manifest["contamination_ratios"] = serde_json::json!([0.0, 0.1, 0.2, 0.4]);
     let path = crate::project_root().join("results/realiad.manifest.json");
     std::fs::create_dir_all(path.parent().expect("results/ has a parent"))?;

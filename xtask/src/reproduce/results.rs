@@ -39,7 +39,7 @@ pub(crate) struct Manifest {
     pub(crate) name: String,
     pub(crate) contamination_ratios: Vec<f64>,
     pub(crate) ablation_ratio: f64,
-    pub(crate) base: serde_json::Value,
+    pub(crate) backbones: Vec<serde_json::Value>,
 }
 
 impl Results {
@@ -71,7 +71,9 @@ impl Results {
     pub(crate) fn main_rows(&self, method: &str, ratio: f64) -> Vec<&Row> {
         self.rows
             .iter()
-            .filter(|r| r.ablation.is_none() && r.method == method && r.contamination_ratio == ratio)
+            .filter(|r| {
+                r.ablation.is_none() && r.method == method && r.contamination_ratio == ratio
+            })
             .collect()
     }
 

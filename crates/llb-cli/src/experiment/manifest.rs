@@ -19,11 +19,12 @@ pub(crate) struct Manifest {
     pub(crate) contamination_ratios: Vec<f64>,
     /// Seed of the contamination draw (data sets with a clean training set).
     pub(crate) contamination_seed: u64,
-    /// Settings of the purified method; the baseline is the same without stage 1.
-    pub(crate) base: FitSettings,
+    /// The backbones compared, each as its purified settings; every backbone also runs without
+    /// stage 1 (the baseline). Ablations vary the first one.
+    pub(crate) backbones: Vec<FitSettings>,
     /// α at which the ablations run.
     pub(crate) ablation_ratio: f64,
-    /// One-factor-at-a-time variations of `base`.
+    /// One-factor-at-a-time variations of the first backbone.
     pub(crate) ablations: Vec<Ablation>,
 }
 
@@ -71,11 +72,23 @@ pub(crate) enum Ablation {
 impl Manifest {
     /// Reads and checks a manifest file.
     pub(crate) fn read(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let manifest: Manifest =
-            serde_json::from_str(&text).with_context(|| format!("parsing the manifest {}", path.display()))?;
-        anyhow::ensure!(manifest.base.purify.is_some(), "{}: `base.purify` must be set", path.display());
-        anyhow::ensure!(!manifest.contamination_ratios.is_empty(), "{}: no contamination_ratios", path.display());
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let manifest: Manifest = serde_json::from_str(&text)
+            .with_context(|| format!("parsing the manifest {}", path.display()))?;
+        anyhow::ensure!(!manifest.backbones.is_empty(), "{}: no backbones", path.display());
+        for (i, backbone) in manifest.backbones.iter().enumerate() {
+            anyhow::ensure!(
+                backbone.purify.is_some(),
+                "{}: `backbones[{i}].purify` must be set",
+                path.display()
+            );
+        }
+        anyhow::ensure!(
+            !manifest.contamination_ratios.is_empty(),
+            "{}: no contamination_ratios",
+            path.display()
+        );
         Ok(manifest)
     }
 }
@@ -91,16 +104,18 @@ impl Ablation {
             (label, settings)
         };
         match self {
-            Ablation::K(values) => {
-                values.iter().map(|&k| with(format!("k={k}"), &|p| p.stage1.partition.k = k)).collect()
-            }
+            Ablation::K(values) => values
+                .iter()
+                .map(|&k| with(format!("k={k}"), &|p| p.stage1.partition.k = k))
+                .collect(),
             Ablation::KeepFraction(values) => values
                 .iter()
                 .map(|&t| with(format!("t={t}"), &|p| p.selection = format!("keep-fraction({t})")))
                 .collect(),
-            Ablation::Fusion(values) => {
-                values.iter().map(|rule| with(format!("fusion={rule}"), &|p| p.fusion = rule.clone())).collect()
-            }
+            Ablation::Fusion(values) => values
+                .iter()
+                .map(|rule| with(format!("fusion={rule}"), &|p| p.fusion = rule.clone()))
+                .collect(),
             Ablation::Selection(values) => values
                 .iter()
                 .map(|rule| with(format!("selection={rule}"), &|p| p.selection = rule.clone()))

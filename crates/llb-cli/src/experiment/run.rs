@@ -3,7 +3,8 @@
 
 use super::manifest::{DatasetSpec, Manifest};
 use crate::pipeline::{
-    Extracted, FitSettings, OnBadImage, RunContext, evaluate, fit_final, groups_of, model_dir, screen,
+    Extracted, FitSettings, OnBadImage, RunContext, evaluate, fit_final, groups_of, model_dir,
+    screen,
 };
 use anyhow::Context;
 use llb_data::{ContaminationConfig, Dataset, RealIadSplit, Sample};
@@ -38,7 +39,7 @@ pub(crate) struct ResultRow {
     pub(crate) contamination_ratio: f64,
     /// α achieved (fewer anomalies than asked when the data set runs out).
     pub(crate) achieved_ratio: f64,
-    /// `<detector>` (baseline) or `<detector>+llb` (purified).
+    /// `<detector>` (baseline) or `<detector>+llb(<selection rule>)` (purified).
     pub(crate) method: String,
     /// The varied factor, for ablation rows.
     pub(crate) ablation: Option<String>,
@@ -76,7 +77,13 @@ pub(crate) struct ResultRow {
 
 impl ResultRow {
     fn key(&self) -> String {
-        format!("{}|{}|{}|{}", self.category, self.contamination_ratio, self.method, self.ablation.as_deref().unwrap_or(""))
+        format!(
+            "{}|{}|{}|{}",
+            self.category,
+            self.contamination_ratio,
+            self.method,
+            self.ablation.as_deref().unwrap_or("")
+        )
     }
 }
 
@@ -94,55 +101,87 @@ pub(crate) struct Results {
 pub(crate) fn run(args: &ExperimentArgs) -> anyhow::Result<()> {
     let manifest = Manifest::read(&args.manifest)?;
     let ctx = RunContext::new(args.cache.clone())?;
-    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
     let log_path = args.out.join(format!("{}.rows.jsonl", manifest.name));
     let mut done = read_log(&log_path)?;
-    let extractor = ctx.extractor(&manifest.base.encoder)?;
-    let detector_name = manifest.base.detector.short_name();
-    let cache_key =
-        format!("{}|{}", serde_json::to_string(&manifest.base.detector)?, serde_json::to_string(extractor.key())?);
-    let resume = ctx.assets.root().join("stage1");
     let started = Instant::now();
+    let resume = ctx.assets.root().join("stage1");
+    let extractors = manifest
+        .backbones
+        .iter()
+        .map(|b| ctx.extractor(&b.encoder))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     for category in manifest.dataset.categories() {
         let _span = tracing::info_span!("category", category = %category).entered();
         let clean = load_clean(&manifest.dataset, &category, &ctx)?;
         for &ratio in &manifest.contamination_ratios {
             let _span = tracing::info_span!("alpha", alpha = ratio).entered();
             let data = contaminated(&manifest, clean.as_ref(), &category, ratio)?;
-            let all: Vec<Sample> = data.train.iter().chain(&data.test).cloned().collect();
-            let features = extractor.extract(&all, OnBadImage::Skip)?;
-            let train_ids: Vec<_> = data.train.iter().map(|s| s.id.clone()).collect();
-            let test_ids: Vec<_> = data.test.iter().map(|s| s.id.clone()).collect();
-            let train = features.subset(&train_ids)?;
-            let test = features.subset(&test_ids)?;
-            let groups = groups_of(&data.train, &train.ids);
-            let mut runs: Vec<(String, Option<String>, FitSettings)> = vec![
-                (detector_name.clone(), None, FitSettings { purify: None, ..manifest.base.clone() }),
-                (format!("{detector_name}+llb"), None, manifest.base.clone()),
-            ];
-            if ratio == manifest.ablation_ratio {
-                for ablation in &manifest.ablations {
-                    for (label, settings) in ablation.variants(&manifest.base) {
-                        runs.push((format!("{detector_name}+llb"), Some(label), settings));
+            for (b, (backbone, extractor)) in manifest.backbones.iter().zip(&extractors).enumerate()
+            {
+                let cache_key = format!(
+                    "{}|{}",
+                    serde_json::to_string(&backbone.detector)?,
+                    serde_json::to_string(extractor.key())?
+                );
+                let all: Vec<Sample> = data.train.iter().chain(&data.test).cloned().collect();
+                let features = extractor.extract(&all, OnBadImage::Skip)?;
+                let train_ids: Vec<_> = data.train.iter().map(|s| s.id.clone()).collect();
+                let test_ids: Vec<_> = data.test.iter().map(|s| s.id.clone()).collect();
+                let train = features.subset(&train_ids)?;
+                let test = features.subset(&test_ids)?;
+                let groups = groups_of(&data.train, &train.ids);
+                let name = backbone.detector.short_name();
+                let purified = method_name(backbone);
+                let mut runs: Vec<(String, Option<String>, FitSettings)> = vec![
+                    (name, None, FitSettings { purify: None, ..backbone.clone() }),
+                    (purified.clone(), None, backbone.clone()),
+                ];
+                if b == 0 && ratio == manifest.ablation_ratio {
+                    for ablation in &manifest.ablations {
+                        for (label, settings) in ablation.variants(backbone) {
+                            runs.push((purified.clone(), Some(label), settings));
+                        }
                     }
                 }
-            }
-            for (method, ablation, settings) in runs {
-                let probe = RunKey { category: &category, ratio, method: &method, ablation: ablation.as_deref() };
-                if done.contains(&probe.to_string()) {
-                    continue;
+                for (method, ablation, settings) in runs {
+                    let probe = RunKey {
+                        category: &category,
+                        ratio,
+                        method: &method,
+                        ablation: ablation.as_deref(),
+                    };
+                    if done.contains(&probe.to_string()) {
+                        continue;
+                    }
+                    let fit_started = Instant::now();
+                    let screening = screen(&train, &groups, &settings, &cache_key, Some(&resume))?;
+                    let fitted = fit_final(&train, &settings, screening)?;
+                    let fit_seconds = fit_started.elapsed().as_secs_f64();
+                    let evaluation = evaluate(
+                        &fitted.model,
+                        settings.test_score,
+                        &test,
+                        &data.test,
+                        extractor.preprocess(),
+                    )?;
+                    let row = result_row(
+                        &data,
+                        &category,
+                        ratio,
+                        method,
+                        ablation,
+                        &train,
+                        &fitted,
+                        &evaluation,
+                        fit_seconds,
+                    )?;
+                    tracing::info!(method = %row.method, ablation = ?row.ablation, i_auroc = row.i_auroc,
+                        p_aupro = ?row.p_aupro, fit_seconds, "row done");
+                    append_log(&log_path, &row)?;
+                    done.insert(row.key());
                 }
-                let fit_started = Instant::now();
-                let screening = screen(&train, &groups, &settings, &cache_key, Some(&resume))?;
-                let fitted = fit_final(&train, &settings, screening)?;
-                let fit_seconds = fit_started.elapsed().as_secs_f64();
-                let evaluation =
-                    evaluate(&fitted.model, settings.test_score, &test, &data.test, extractor.preprocess())?;
-                let row = result_row(&data, &category, ratio, method, ablation, &train, &fitted, &evaluation, fit_seconds)?;
-                tracing::info!(method = %row.method, ablation = ?row.ablation, i_auroc = row.i_auroc,
-                    p_aupro = ?row.p_aupro, fit_seconds, "row done");
-                append_log(&log_path, &row)?;
-                done.insert(row.key());
             }
         }
     }
@@ -157,6 +196,13 @@ pub(crate) fn run(args: &ExperimentArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `<detector>+llb(<selection rule>)`: the purified method's column name. Backbones that differ
+/// only in their stage-1 rules share one baseline row.
+fn method_name(backbone: &FitSettings) -> String {
+    let selection = backbone.purify.as_ref().map_or("", |p| p.selection.as_str());
+    format!("{}+llb({selection})", backbone.detector.short_name())
+}
+
 struct RunKey<'a> {
     category: &'a str,
     ratio: f64,
@@ -166,7 +212,14 @@ struct RunKey<'a> {
 
 impl std::fmt::Display for RunKey<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}|{}|{}|{}", self.category, self.ratio, self.method, self.ablation.unwrap_or(""))
+        write!(
+            f,
+            "{}|{}|{}|{}",
+            self.category,
+            self.ratio,
+            self.method,
+            self.ablation.unwrap_or("")
+        )
     }
 }
 
@@ -182,10 +235,14 @@ fn result_row(
     evaluation: &crate::pipeline::Evaluation,
     fit_seconds: f64,
 ) -> anyhow::Result<ResultRow> {
-    let labels: BTreeMap<_, Label> = data.train.iter().filter_map(|s| s.label.map(|l| (s.id.clone(), l))).collect();
-    let anomalous: BTreeSet<_> = labels.iter().filter(|(_, l)| l.is_anomalous()).map(|(id, _)| id).collect();
+    let labels: BTreeMap<_, Label> =
+        data.train.iter().filter_map(|s| s.label.map(|l| (s.id.clone(), l))).collect();
+    let anomalous: BTreeSet<_> =
+        labels.iter().filter(|(_, l)| l.is_anomalous()).map(|(id, _)| id).collect();
     let purity = match &fitted.screening {
-        Some(s) if labels.len() == data.train.len() => Some(PurityReport::new(&s.purification.selection, &labels)?),
+        Some(s) if labels.len() == data.train.len() => {
+            Some(PurityReport::new(&s.purification.selection, &labels)?)
+        }
         _ => None,
     };
     let pixel = evaluation.pixel.as_ref();
@@ -224,7 +281,11 @@ impl DatasetSpec {
 }
 
 /// The clean data set of a category (`None` for Real-IAD, whose splits come from files).
-fn load_clean(spec: &DatasetSpec, category: &str, ctx: &RunContext) -> anyhow::Result<Option<Dataset>> {
+fn load_clean(
+    spec: &DatasetSpec,
+    category: &str,
+    ctx: &RunContext,
+) -> anyhow::Result<Option<Dataset>> {
     match spec {
         DatasetSpec::Benchmark { config, .. } => {
             let root = ensure_benchmark(config, ctx)?;
@@ -236,29 +297,38 @@ fn load_clean(spec: &DatasetSpec, category: &str, ctx: &RunContext) -> anyhow::R
 }
 
 /// The training/test split at α: contaminated by us, or Real-IAD's FUIAD split file.
-fn contaminated(manifest: &Manifest, clean: Option<&Dataset>, category: &str, ratio: f64) -> anyhow::Result<Dataset> {
+fn contaminated(
+    manifest: &Manifest,
+    clean: Option<&Dataset>,
+    category: &str,
+    ratio: f64,
+) -> anyhow::Result<Dataset> {
     match (clean, &manifest.dataset) {
         (Some(clean), _) => Ok(llb_data::contaminate(
             clean.clone(),
             &ContaminationConfig { contamination_ratio: ratio, seed: manifest.contamination_seed },
         )?),
         (None, DatasetSpec::Realiad { root, .. }) => {
-            let split = match ratio {
-                r if r == 0.0 => RealIadSplit::Fuiad00,
-                r if r == 0.1 => RealIadSplit::Fuiad01,
-                r if r == 0.2 => RealIadSplit::Fuiad02,
-                r if r == 0.4 => RealIadSplit::Fuiad04,
-                r => anyhow::bail!("Real-IAD has FUIAD splits for α ∈ {{0, 0.1, 0.2, 0.4}}, not {r}"),
-            };
+            use RealIadSplit::*;
+            let split = [Fuiad00, Fuiad01, Fuiad02, Fuiad04]
+                .into_iter()
+                .find(|s| s.contamination_ratio() == Some(ratio))
+                .with_context(|| {
+                    format!("Real-IAD has FUIAD splits for α ∈ {{0, 0.1, 0.2, 0.4}}, not {ratio}")
+                })?;
             Ok(llb_data::read_realiad(root, split, category)?)
         }
         (None, _) => unreachable!("only Real-IAD has no clean data set"),
     }
 }
 
-/// Generates the benchmark into `<cache>/benchmark/seed-<seed>` unless a finished copy is there.
-fn ensure_benchmark(config: &llb_data::BenchmarkConfig, ctx: &RunContext) -> anyhow::Result<PathBuf> {
-    let root = ctx.assets.root().join("benchmark").join(format!("seed-{}-{}px", config.seed, config.tile_size_px));
+/// Generates the benchmark into `<cache>/benchmark/<config hash>` unless a finished copy is there.
+fn ensure_benchmark(
+    config: &llb_data::BenchmarkConfig,
+    ctx: &RunContext,
+) -> anyhow::Result<PathBuf> {
+    let hash = llb_features::sha256_hex(serde_json::to_string(config)?.as_bytes());
+    let root = ctx.assets.root().join("benchmark").join(&hash[..16]);
     let stamp = root.join("config.json");
     if let Ok(text) = std::fs::read_to_string(&stamp)
         && serde_json::from_str::<llb_data::BenchmarkConfig>(&text).ok().as_ref() == Some(config)
@@ -268,7 +338,11 @@ fn ensure_benchmark(config: &llb_data::BenchmarkConfig, ctx: &RunContext) -> any
     let _span = tracing::info_span!("generate_benchmark", root = %root.display()).entered();
     let mut textures = Vec::new();
     for asset in llb_assets::TEXTURE_ASSETS {
-        let path = ctx.assets.fetch(asset, &ctx.options).with_context(|| format!("fetching {}", asset.id))?.path;
+        let path = ctx
+            .assets
+            .fetch(asset, &ctx.options)
+            .with_context(|| format!("fetching {}", asset.id))?
+            .path;
         let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or(asset.id).to_owned();
         textures.push(llb_data::load_texture(&name, &path)?);
     }
@@ -290,7 +364,10 @@ fn read_rows(path: &Path) -> anyhow::Result<Vec<ResultRow>> {
     text.lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(n, l)| serde_json::from_str(l).with_context(|| format!("{}:{}: not a result row", path.display(), n + 1)))
+        .map(|(n, l)| {
+            serde_json::from_str(l)
+                .with_context(|| format!("{}:{}: not a result row", path.display(), n + 1))
+        })
         .collect()
 }
 
@@ -302,6 +379,7 @@ fn append_log(path: &Path, row: &ResultRow) -> anyhow::Result<()> {
         .append(true)
         .open(path)
         .with_context(|| format!("opening {}", path.display()))?;
-    writeln!(file, "{}", serde_json::to_string(row)?).with_context(|| format!("writing {}", path.display()))?;
+    writeln!(file, "{}", serde_json::to_string(row)?)
+        .with_context(|| format!("writing {}", path.display()))?;
     file.sync_data().with_context(|| format!("syncing {}", path.display()))
 }

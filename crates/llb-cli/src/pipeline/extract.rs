@@ -8,7 +8,9 @@ use llb_features::{CacheItem, Encoder, FeatureCache, FeatureKey, sha256_hex};
 use llb_types::SampleId;
 
 /// What to do with an image that cannot be read or decoded.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "kebab-case")]
 pub(crate) enum OnBadImage {
     /// Report it (log + `failures`) and go on without it.
@@ -34,8 +36,16 @@ impl Extracted {
             self.ids.iter().enumerate().map(|(i, id)| (id, i as u32)).collect();
         let (ids, rows): (Vec<SampleId>, Vec<u32>) =
             wanted.iter().filter_map(|id| index.get(id).map(|&r| (id.clone(), r))).unzip();
-        anyhow::ensure!(!ids.is_empty(), "none of the {} requested samples has features", wanted.len());
-        Ok(Extracted { ids, layers: llb_submodel::select_rows(&self.layers, &rows)?, failures: Vec::new() })
+        anyhow::ensure!(
+            !ids.is_empty(),
+            "none of the {} requested samples has features",
+            wanted.len()
+        );
+        Ok(Extracted {
+            ids,
+            layers: llb_submodel::select_rows(&self.layers, &rows)?,
+            failures: Vec::new(),
+        })
     }
 }
 
@@ -47,6 +57,7 @@ pub(crate) struct Extractor {
     cache: FeatureCache,
     device: Device,
     batch_size: usize,
+    aggregation: Option<llb_features::PatchAggregator>,
 }
 
 impl Extractor {
@@ -61,17 +72,28 @@ impl Extractor {
         let spec = encoder.input_spec();
         let multiple = spec.size_multiple_px as u32;
         anyhow::ensure!(
-            multiple > 0 && image_size_px % multiple == 0,
+            multiple > 0 && image_size_px.is_multiple_of(multiple),
             "image size {image_size_px} px is not a multiple of the encoder's {multiple} px"
         );
-        let preprocess =
-            PreprocessConfig { resize_px: image_size_px, crop_px: image_size_px, mean: spec.mean, std: spec.std };
+        let preprocess = PreprocessConfig {
+            resize_px: image_size_px,
+            crop_px: image_size_px,
+            mean: spec.mean,
+            std: spec.std,
+        };
         let key = FeatureKey {
             encoder: encoder.name(),
             weights_sha256: weights_sha256.to_owned(),
             input_size_px: (image_size_px as usize, image_size_px as usize),
         };
-        Ok(Self { encoder, key, preprocess, cache, device, batch_size: 8 })
+        Ok(Self { encoder, key, preprocess, cache, device, batch_size: 8, aggregation: None })
+    }
+
+    /// Applies PatchCore's patch aggregation to the layers before returning them (the cache
+    /// keeps the raw layers).
+    pub(crate) fn with_aggregation(mut self, aggregator: llb_features::PatchAggregator) -> Self {
+        self.aggregation = Some(aggregator);
+        self
     }
 
     /// The preprocessing every image goes through (also for predictions).
@@ -95,14 +117,22 @@ impl Extractor {
     }
 
     /// Extracts (or reads from the cache) the features of `samples`.
-    pub(crate) fn extract(&self, samples: &[Sample], on_bad: OnBadImage) -> anyhow::Result<Extracted> {
-        let _span = tracing::info_span!("extract", encoder = %self.key.encoder, n_samples = samples.len()).entered();
+    pub(crate) fn extract(
+        &self,
+        samples: &[Sample],
+        on_bad: OnBadImage,
+    ) -> anyhow::Result<Extracted> {
+        let _span =
+            tracing::info_span!("extract", encoder = %self.key.encoder, n_samples = samples.len())
+                .entered();
         let mut failures = Vec::new();
         let mut per_sample: Vec<Option<Vec<Tensor>>> = Vec::with_capacity(samples.len());
         let mut items = Vec::with_capacity(samples.len());
         for sample in samples {
             let item = match std::fs::read(&sample.image_path) {
-                Ok(bytes) => CacheItem { sample_id: sample.id.clone(), content_sha256: sha256_hex(&bytes) },
+                Ok(bytes) => {
+                    CacheItem { sample_id: sample.id.clone(), content_sha256: sha256_hex(&bytes) }
+                }
                 Err(e) => {
                     let reason = format!("{}: {e}", sample.image_path.display());
                     bad_image(on_bad, &sample.id, &reason)?;
@@ -120,7 +150,11 @@ impl Extractor {
         }
         let missing: Vec<usize> =
             (0..samples.len()).filter(|&i| per_sample[i].is_none() && items[i].is_some()).collect();
-        tracing::info!(hits = samples.len() - missing.len() - failures.len(), to_compute = missing.len(), "feature cache");
+        tracing::info!(
+            hits = samples.len() - missing.len() - failures.len(),
+            to_compute = missing.len(),
+            "feature cache"
+        );
         for chunk in missing.chunks(self.batch_size) {
             let batch: Vec<Sample> = chunk.iter().map(|&i| samples[i].clone()).collect();
             let prepared = prepare_images(&batch, &self.preprocess)?;
@@ -133,16 +167,21 @@ impl Extractor {
                 continue;
             }
             let side = self.image_size_px();
-            let data: Vec<f32> = prepared.items.iter().flat_map(|p| p.data.iter().copied()).collect();
-            let images = Tensor::from_vec(data, (prepared.items.len(), 3, side, side), &self.device)?;
+            let data: Vec<f32> =
+                prepared.items.iter().flat_map(|p| p.data.iter().copied()).collect();
+            let images =
+                Tensor::from_vec(data, (prepared.items.len(), 3, side, side), &self.device)?;
             let layers = self.encoder.forward(&images)?;
             let index_of: std::collections::BTreeMap<&SampleId, usize> =
                 chunk.iter().map(|&i| (&samples[i].id, i)).collect();
             for (row, image) in prepared.items.iter().enumerate() {
                 let i = index_of[&image.id];
-                let own: Vec<Tensor> = layers.iter().map(|l| l.get(row)).collect::<candle_core::Result<_>>()?;
+                let own: Vec<Tensor> =
+                    layers.iter().map(|l| l.get(row)).collect::<candle_core::Result<_>>()?;
                 let item = items[i].as_ref().expect("missing entries have cache items");
-                self.cache.put(&self.key, item, &own).with_context(|| format!("caching features of {}", image.id))?;
+                self.cache
+                    .put(&self.key, item, &own)
+                    .with_context(|| format!("caching features of {}", image.id))?;
                 per_sample[i] = Some(own);
             }
             tracing::debug!(n = prepared.items.len(), "encoded batch");
@@ -157,9 +196,12 @@ impl Extractor {
         }
         anyhow::ensure!(!ids.is_empty(), "no image of {} could be read", samples.len());
         let n_layers = rows[0].len();
-        let layers = (0..n_layers)
+        let mut layers = (0..n_layers)
             .map(|l| Tensor::stack(&rows.iter().map(|r| &r[l]).collect::<Vec<_>>(), 0))
             .collect::<candle_core::Result<Vec<_>>>()?;
+        if let Some(aggregator) = &self.aggregation {
+            layers = vec![aggregator.forward(&layers)?];
+        }
         Ok(Extracted { ids, layers, failures })
     }
 }
@@ -170,6 +212,8 @@ fn bad_image(on_bad: OnBadImage, id: &SampleId, reason: &str) -> anyhow::Result<
             tracing::warn!(sample = %id, %reason, "skipping unreadable image");
             Ok(())
         }
-        OnBadImage::Fail => anyhow::bail!("image {id}: {reason} (use --on-bad-image skip to go on without it)"),
+        OnBadImage::Fail => {
+            anyhow::bail!("image {id}: {reason} (use --on-bad-image skip to go on without it)")
+        }
     }
 }

@@ -16,4 +16,6 @@ pub(crate) use extract::{Extracted, OnBadImage};
 pub(crate) use model_dir::ModelCard;
 pub(crate) use settings::ModelArgs;
 pub(crate) use source::{DataArgs, groups_of};
-pub(crate) use twostage::{FitSettings, PurifySettings, Screening, TwoStage, calibrate_threshold, fit_final, screen};
+pub(crate) use twostage::{
+    FitSettings, PurifySettings, Screening, TwoStage, calibrate_threshold, fit_final, screen,
+};

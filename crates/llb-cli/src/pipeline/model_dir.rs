@@ -38,15 +38,19 @@ pub(crate) fn save(
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let detector_dir = dir.join(DETECTOR);
-    model.save(&detector_dir, detector_card).with_context(|| format!("writing {}", detector_dir.display()))?;
+    model
+        .save(&detector_dir, detector_card)
+        .with_context(|| format!("writing {}", detector_dir.display()))?;
     write_json(&dir.join(CARD), card)
 }
 
 /// Reads a model folder written by [`save`].
 pub(crate) fn load(dir: &Path, device: &Device) -> anyhow::Result<(ModelCard, FittedDetector)> {
     let path = dir.join(CARD);
-    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    let card: ModelCard = serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let card: ModelCard =
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
     anyhow::ensure!(card.format == 1, "{}: unknown format {}", path.display(), card.format);
     let model = FittedDetector::load(&card.settings.detector, &dir.join(DETECTOR), device)
         .with_context(|| format!("reading {}", dir.join(DETECTOR).display()))?;
@@ -56,5 +60,7 @@ pub(crate) fn load(dir: &Path, device: &Device) -> anyhow::Result<(ModelCard, Fi
 /// Pretty JSON, written atomically.
 pub(crate) fn write_json(path: &Path, value: &impl Serialize) -> anyhow::Result<()> {
     let json = serde_json::to_vec_pretty(value)?;
-    llb_assets::write_atomic(path, &json).map(|_| ()).with_context(|| format!("writing {}", path.display()))
+    llb_assets::write_atomic(path, &json)
+        .map(|_| ())
+        .with_context(|| format!("writing {}", path.display()))
 }

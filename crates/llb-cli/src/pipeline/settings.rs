@@ -4,6 +4,7 @@
 use super::backbone::{DetectorSettings, EncoderKind, EncoderSettings};
 use super::twostage::{FitSettings, PurifySettings};
 use llb_detect::{ImageScoreRule, PatchCoreConfig};
+use llb_features::PatchAggregatorConfig;
 use llb_submodel::{PartitionConfig, PartitionMode, Stage1Config};
 
 /// Model options shared by `fit`, `purify` and `experiment`.
@@ -12,9 +13,10 @@ pub(crate) struct ModelArgs {
     /// Frozen encoder.
     #[arg(long, value_enum, default_value = "dinov2-vits14")]
     pub(crate) encoder: EncoderKind,
-    /// Encoder blocks feeding the detector (0-based, comma-separated).
-    #[arg(long, value_delimiter = ',', default_values_t = [7usize, 10])]
-    pub(crate) layers: Vec<usize>,
+    /// Encoder blocks feeding the detector (0-based, comma-separated; default 3,5 for DINOv2,
+    /// 4,10 for EfficientNet-Lite0, whose two grids are merged by PatchCore's aggregation).
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) layers: Option<Vec<usize>>,
     /// Square input side in pixels (a multiple of the encoder's patch size).
     #[arg(long, default_value_t = 224)]
     pub(crate) image_size: u32,
@@ -33,7 +35,7 @@ pub(crate) struct ModelArgs {
     pub(crate) fusion: String,
     /// Selection rule: keep-fraction(t) keeps the ⌊t·N⌋ most normal images; mad(z) and gmm-split
     /// decide from the fused scores how many to drop.
-    #[arg(long, default_value = "keep-fraction(0.8)")]
+    #[arg(long, default_value = "mad(3.5)")]
     pub(crate) selection: String,
     /// Fit the detector on every training image (the baseline without purification).
     #[arg(long)]
@@ -62,7 +64,20 @@ impl ModelArgs {
             selection: self.selection.clone(),
         });
         FitSettings {
-            encoder: EncoderSettings { kind: self.encoder, layers: self.layers.clone(), image_size_px: self.image_size },
+            encoder: match self.encoder {
+                EncoderKind::Dinov2Vits14 => EncoderSettings {
+                    kind: self.encoder,
+                    layers: self.layers.clone().unwrap_or(vec![3, 5]),
+                    image_size_px: self.image_size,
+                    aggregation: None,
+                },
+                EncoderKind::EfficientnetLite0 => EncoderSettings {
+                    kind: self.encoder,
+                    layers: self.layers.clone().unwrap_or(vec![4, 10]),
+                    image_size_px: self.image_size,
+                    aggregation: Some(PatchAggregatorConfig::anomalib()),
+                },
+            },
             detector,
             purify,
             test_score: ImageScoreRule::Max,

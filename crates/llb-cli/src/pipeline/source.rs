@@ -35,12 +35,18 @@ impl DataArgs {
         let dataset = match (&self.train, &self.data) {
             (Some(dir), None) => {
                 let train = llb_data::read_image_folder(dir)?;
-                Dataset { category: "folder".into(), root: dir.clone(), train, test: Vec::new(), contamination: None }
+                Dataset {
+                    category: "folder".into(),
+                    root: dir.clone(),
+                    train,
+                    test: Vec::new(),
+                    contamination: None,
+                }
             }
             (None, Some(spec)) => {
-                let (kind, root) = spec
-                    .split_once(':')
-                    .with_context(|| format!("--data `{spec}`: expected KIND:ROOT, e.g. mvtec:/data/mvtec"))?;
+                let (kind, root) = spec.split_once(':').with_context(|| {
+                    format!("--data `{spec}`: expected KIND:ROOT, e.g. mvtec:/data/mvtec")
+                })?;
                 let root = PathBuf::from(root);
                 let category = self.category.as_deref().context("--data needs --category")?;
                 match kind {
@@ -49,13 +55,22 @@ impl DataArgs {
                     "realiad" => {
                         use RealIadSplit::*;
                         let all = [Standard, SingleView, Fuiad00, Fuiad01, Fuiad02, Fuiad04];
-                        let split = all.into_iter().find(|s| s.json_folder() == self.split).with_context(|| {
-                            let names: Vec<_> = all.iter().map(|s| s.json_folder()).collect();
-                            format!("--split `{}`: expected one of {}", self.split, names.join(", "))
-                        })?;
+                        let split = all
+                            .into_iter()
+                            .find(|s| s.json_folder() == self.split)
+                            .with_context(|| {
+                                let names: Vec<_> = all.iter().map(|s| s.json_folder()).collect();
+                                format!(
+                                    "--split `{}`: expected one of {}",
+                                    self.split,
+                                    names.join(", ")
+                                )
+                            })?;
                         llb_data::read_realiad(&root, split, category)?
                     }
-                    other => anyhow::bail!("--data kind `{other}`: expected mvtec, visa or realiad"),
+                    other => {
+                        anyhow::bail!("--data kind `{other}`: expected mvtec, visa or realiad")
+                    }
                 }
             }
             _ => anyhow::bail!("give either --train DIR or --data KIND:ROOT"),
@@ -71,7 +86,11 @@ impl DataArgs {
 }
 
 /// The training samples as models may see them: hidden labels stay in the data set for reports.
-pub(crate) fn groups_of(samples: &[Sample], ids: &[llb_types::SampleId]) -> Vec<Option<llb_types::GroupId>> {
-    let by_id: std::collections::BTreeMap<_, _> = samples.iter().map(|s| (&s.id, s.group.clone())).collect();
+pub(crate) fn groups_of(
+    samples: &[Sample],
+    ids: &[llb_types::SampleId],
+) -> Vec<Option<llb_types::GroupId>> {
+    let by_id: std::collections::BTreeMap<_, _> =
+        samples.iter().map(|s| (&s.id, s.group.clone())).collect();
     ids.iter().map(|id| by_id.get(id).cloned().flatten()).collect()
 }

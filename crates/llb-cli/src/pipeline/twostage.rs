@@ -69,7 +69,8 @@ pub(crate) fn screen(
 ) -> anyhow::Result<Option<Screening>> {
     let Some(purify) = &settings.purify else { return Ok(None) };
     let size = settings.encoder.image_size_px as usize;
-    let set = TrainingSet { ids: &train.ids, groups, layers: &train.layers, image_size_px: (size, size) };
+    let set =
+        TrainingSet { ids: &train.ids, groups, layers: &train.layers, image_size_px: (size, size) };
     let out = run_stage1(&settings.detector, &set, &purify.stage1, cache_key, resume_dir)
         .context("stage 1 (sub-models)")?;
     let aggregator = AggregatorRegistry::with_builtins().build(&purify.fusion)?;
@@ -96,13 +97,17 @@ pub(crate) fn fit_final(
     };
     let _span = tracing::info_span!("stage2", n_fit = kept.len()).entered();
     let kept_rows = rows_of(&train.ids, &kept);
-    let model = settings.detector.fit(&select_rows(&train.layers, &kept_rows)?).context("stage 2 (final model)")?;
+    let model = settings
+        .detector
+        .fit(&select_rows(&train.layers, &kept_rows)?)
+        .context("stage 2 (final model)")?;
     Ok(TwoStage { model, screening, kept })
 }
 
 /// Row indices of `wanted` in `ids`.
 pub(crate) fn rows_of(ids: &[SampleId], wanted: &[SampleId]) -> Vec<u32> {
-    let index: std::collections::BTreeMap<&SampleId, u32> = ids.iter().enumerate().map(|(i, id)| (id, i as u32)).collect();
+    let index: std::collections::BTreeMap<&SampleId, u32> =
+        ids.iter().enumerate().map(|(i, id)| (id, i as u32)).collect();
     wanted.iter().map(|id| index[id]).collect()
 }
 
@@ -111,16 +116,26 @@ pub(crate) fn rows_of(ids: &[SampleId], wanted: &[SampleId]) -> Vec<u32> {
 /// `median + 3 · 1.4826 · MAD` of those scores (their maximum when the MAD is zero). A model fitted
 /// on half the data scores a little higher than the final one, which makes the threshold
 /// conservative (fewer false alarms).
-pub(crate) fn calibrate_threshold(train: &Extracted, kept: &[SampleId], settings: &FitSettings) -> anyhow::Result<f32> {
+pub(crate) fn calibrate_threshold(
+    train: &Extracted,
+    kept: &[SampleId],
+    settings: &FitSettings,
+) -> anyhow::Result<f32> {
     let _span = tracing::info_span!("calibrate_threshold", n_kept = kept.len()).entered();
     let size = settings.encoder.image_size_px as usize;
     let mut rows = rows_of(&train.ids, kept);
     rows.sort_unstable();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(settings.calibration_seed);
     rows.shuffle(&mut rng);
-    let (fit_rows, held_out) = if rows.len() >= 4 { rows.split_at(rows.len() / 2) } else { (&rows[..], &rows[..]) };
-    let model = settings.detector.fit(&select_rows(&train.layers, fit_rows)?).context("threshold calibration fit")?;
-    let scores = model.score(&select_rows(&train.layers, held_out)?, (size, size), settings.test_score)?.image_scores;
+    let (fit_rows, held_out) =
+        if rows.len() >= 4 { rows.split_at(rows.len() / 2) } else { (&rows[..], &rows[..]) };
+    let model = settings
+        .detector
+        .fit(&select_rows(&train.layers, fit_rows)?)
+        .context("threshold calibration fit")?;
+    let scores = model
+        .score(&select_rows(&train.layers, held_out)?, (size, size), settings.test_score)?
+        .image_scores;
     Ok(robust_upper_fence(&scores))
 }
 

@@ -2,3 +2,7 @@
 
 // `llb metrics` on temporary CSV files: JSON keys on stdout, exit code 2 naming a bad file.
 mod metrics;
+
+// `llb fit` → `llb predict` → `llb eval` on a tiny generated benchmark with the real DINOv2-S
+// weights from the cache (`llb fetch` fills it; CI runs it first).
+mod pipeline;

@@ -46,6 +46,19 @@ impl DefectKind {
     }
 }
 
+/// Where in the photo training and test tiles are cropped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TileSource {
+    /// Training tiles from the top half (rows `0..H/2`), test tiles from the bottom half: test
+    /// normals are never seen, but any difference between the halves (lighting, scale) is a
+    /// train/test shift, and contamination moves bottom-half tiles into training.
+    DisjointHalves,
+    /// Every tile from anywhere in the photo: train and test normals share one distribution,
+    /// like photos of one product, and crops may overlap.
+    WholePhoto,
+}
+
 /// What the generator writes, per category (one category per texture).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -62,6 +75,8 @@ pub struct BenchmarkConfig {
     pub n_test_defective: usize,
     /// Defect kinds used; must be non-empty and without repeats.
     pub defect_kinds: Vec<DefectKind>,
+    /// Where training and test tiles come from.
+    pub tile_source: TileSource,
 }
 
 impl BenchmarkConfig {
@@ -76,6 +91,7 @@ impl BenchmarkConfig {
             n_test_good: 30,
             n_test_defective: 42,
             defect_kinds: DefectKind::ALL.to_vec(),
+            tile_source: TileSource::DisjointHalves,
         }
     }
 

@@ -26,7 +26,7 @@ enum Job {
 /// [`read_mvtec`](crate::read_mvtec)).
 ///
 /// Tiles are `tile_size_px`² RGB PNG files; masks are 8-bit grey PNG files, 255 = defect.
-/// Training tiles come from the top half of each texture, test tiles from the bottom half
+/// With [`TileSource::DisjointHalves`], training tiles come from the top half of each texture and test tiles from the bottom half
 /// (see [`Texture`]); defective tile `i` gets kind `defect_kinds[i % len]`. Cut-paste takes its
 /// patch from another texture (half the time, when there is one) or from another place of the
 /// same texture's bottom half. Each tile has its own generator seeded from (seed, texture name,
@@ -58,7 +58,7 @@ pub fn generate_benchmark(
         return Err(Error::config("texture name", &w[0], "unique across textures"));
     }
     for texture in textures {
-        check_texture(texture, config.tile_size_px)?;
+        check_texture(texture, config.tile_size_px, config.tile_source)?;
     }
     for (t_index, texture) in textures.iter().enumerate() {
         let jobs = jobs(&texture.name, config, out_dir);
@@ -117,17 +117,17 @@ fn run_job(
     match job {
         Job::Good { region, stream, index, path } => {
             let mut rng = tile_rng(config.seed, &texture.name, *stream, *index as u64);
-            write_rgb(path, &crop_tile(texture, *region, size, &mut rng))
+            write_rgb(path, &crop_tile(texture, *region, config.tile_source, size, &mut rng))
         }
         Job::Defect { kind, index, kind_index, image, mask } => {
             let mut rng = tile_rng(config.seed, &texture.name, STREAM_TEST_DEFECT, *index as u64);
-            let mut tile = crop_tile(texture, Region::Test, size, &mut rng);
+            let mut tile = crop_tile(texture, Region::Test, config.tile_source, size, &mut rng);
             let donor =
                 if *kind == DefectKind::CutPaste && textures.len() > 1 && rng.random_bool(0.5) {
                     let other = (t_index + rng.random_range(1..textures.len())) % textures.len();
-                    crop_tile(&textures[other], Region::Test, size, &mut rng)
+                    crop_tile(&textures[other], Region::Test, config.tile_source, size, &mut rng)
                 } else {
-                    crop_tile(texture, Region::Test, size, &mut rng)
+                    crop_tile(texture, Region::Test, config.tile_source, size, &mut rng)
                 };
             let defect_mask = defects::apply(*kind, &mut tile, &donor, &mut rng);
             tracing::trace!(?kind, kind_index, "defective tile");

@@ -13,7 +13,7 @@ mod texture;
 mod tests;
 
 pub use checksum::checksum_tree;
-pub use config::{BenchmarkConfig, DefectKind};
+pub use config::{BenchmarkConfig, DefectKind, TileSource};
 pub use contact_sheet::render_contact_sheet;
 pub use generator::generate_benchmark;
 pub use texture::{Texture, load_texture, synthetic_texture};

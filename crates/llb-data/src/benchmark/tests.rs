@@ -1,6 +1,6 @@
 //! Unit tests of the benchmark generator: exact masks, determinism, region split, bad input.
 
-use super::config::{BenchmarkConfig, DefectKind};
+use super::config::{BenchmarkConfig, DefectKind, TileSource};
 use super::defects;
 use super::math::tile_rng;
 use super::texture::{Region, crop_tile};
@@ -17,6 +17,7 @@ fn small_config(seed: u64) -> BenchmarkConfig {
         n_test_good: 2,
         n_test_defective: 6,
         defect_kinds: DefectKind::ALL.to_vec(),
+        tile_source: TileSource::DisjointHalves,
     }
 }
 
@@ -30,8 +31,10 @@ fn every_defect_changes_only_its_mask_and_changes_it_visibly() {
     for (kind, size) in DefectKind::ALL.into_iter().flat_map(|k| [(k, 32), (k, 96)]) {
         for trial in 0..6 {
             let mut rng = tile_rng(11, "t", kind as u64, trial);
-            let clean = crop_tile(&texture, Region::Test, size, &mut rng);
-            let donor = crop_tile(&texture, Region::Test, size, &mut rng);
+            let clean =
+                crop_tile(&texture, Region::Test, TileSource::DisjointHalves, size, &mut rng);
+            let donor =
+                crop_tile(&texture, Region::Test, TileSource::DisjointHalves, size, &mut rng);
             let mut tile = clean.clone();
             let mask = defects::apply(kind, &mut tile, &donor, &mut rng);
             let mut inside = (0usize, 0.0f64);
@@ -64,9 +67,26 @@ fn training_and_test_tiles_come_from_disjoint_halves() {
     let texture = Texture { name: "halves".into(), image };
     for i in 0..20 {
         let mut rng = tile_rng(0, "halves", 0, i);
-        assert!(crop_tile(&texture, Region::Train, 32, &mut rng).data.iter().all(|&v| v == 0.0));
-        assert!(crop_tile(&texture, Region::Test, 32, &mut rng).data.iter().all(|&v| v == 1.0));
+        let halves = TileSource::DisjointHalves;
+        assert!(
+            crop_tile(&texture, Region::Train, halves, 32, &mut rng).data.iter().all(|&v| v == 0.0)
+        );
+        assert!(
+            crop_tile(&texture, Region::Test, halves, 32, &mut rng).data.iter().all(|&v| v == 1.0)
+        );
     }
+}
+
+#[test]
+fn whole_photo_tiles_come_from_both_halves() {
+    let image =
+        image::RgbImage::from_fn(40, 80, |_, y| image::Rgb([if y < 40 { 0 } else { 255 }; 3]));
+    let texture = Texture { name: "halves".into(), image };
+    let reaches_bottom = (0..40).any(|i| {
+        let mut rng = tile_rng(0, "halves", 0, i);
+        crop_tile(&texture, Region::Train, TileSource::WholePhoto, 32, &mut rng).data.contains(&1.0)
+    });
+    assert!(reaches_bottom, "training crops reach into the bottom half");
 }
 
 #[test]

@@ -1,9 +1,11 @@
 //! Texture photos (or a synthetic stand-in) and the crops that become tiles.
 //!
-//! Train/test split of a texture: training tiles are cropped from the top half of the photo
-//! (rows `0..H/2`), test tiles (normal and defective) from the bottom half (rows `H/2..H`), so
-//! test normals are never seen in training. Each crop gets one of the 8 flips / 90° rotations.
+//! Train/test split of a texture ([`TileSource`]): with disjoint halves, training tiles are cropped
+//! from the top half of the photo (rows `0..H/2`) and test tiles (normal and defective) from the
+//! bottom half (rows `H/2..H`), so test normals are never seen in training; with the whole
+//! photo, every tile may come from anywhere. Each crop gets one of the 8 flips / 90° rotations.
 
+use super::config::TileSource;
 use super::math::{Tile, tile_rng};
 use crate::error::{Error, Result};
 use crate::preprocess::load_rgb;
@@ -77,8 +79,9 @@ pub(crate) enum Region {
     Test,
 }
 
-/// Fails unless the texture can hold a tile in each half and has a valid name.
-pub(crate) fn check_texture(texture: &Texture, tile: u32) -> Result<()> {
+/// Fails unless the texture can hold a tile (in each half, for disjoint halves) and has a valid
+/// name.
+pub(crate) fn check_texture(texture: &Texture, tile: u32, source: TileSource) -> Result<()> {
     let valid = !texture.name.is_empty()
         && texture
             .name
@@ -92,27 +95,41 @@ pub(crate) fn check_texture(texture: &Texture, tile: u32) -> Result<()> {
         ));
     }
     let (w, h) = texture.image.dimensions();
-    if w < tile || h / 2 < tile {
+    let usable_h = if source == TileSource::DisjointHalves { h / 2 } else { h };
+    if w < tile || usable_h < tile {
         return Err(Error::TooSmall {
             path: texture.name.clone().into(),
             width: w,
             height: h,
-            reason: format!(
-                "needs width >= {tile} and height >= {} for disjoint train/test halves",
-                2 * tile
-            ),
+            reason: match source {
+                TileSource::DisjointHalves => {
+                    format!(
+                        "needs width >= {tile} and height >= {} for disjoint train/test halves",
+                        2 * tile
+                    )
+                }
+                TileSource::WholePhoto => format!("needs width and height >= {tile}"),
+            },
         });
     }
     Ok(())
 }
 
-/// A random `size`² crop of one half of the texture, with a random flip / 90° rotation.
-pub(crate) fn crop_tile(texture: &Texture, region: Region, size: u32, rng: &mut impl Rng) -> Tile {
+/// A random `size`² crop of the texture's `region` (the whole photo with
+/// [`TileSource::WholePhoto`]), with a random flip / 90° rotation.
+pub(crate) fn crop_tile(
+    texture: &Texture,
+    region: Region,
+    source: TileSource,
+    size: u32,
+    rng: &mut impl Rng,
+) -> Tile {
     let (w, h) = texture.image.dimensions();
     let half = h / 2;
-    let (y_lo, y_hi) = match region {
-        Region::Train => (0, half - size),
-        Region::Test => (half, h - size),
+    let (y_lo, y_hi) = match (source, region) {
+        (TileSource::WholePhoto, _) => (0, h - size),
+        (TileSource::DisjointHalves, Region::Train) => (0, half - size),
+        (TileSource::DisjointHalves, Region::Test) => (half, h - size),
     };
     let x0 = rng.random_range(0..=w - size);
     let y0 = rng.random_range(y_lo..=y_hi);

@@ -1,7 +1,7 @@
 //! Generator → reader → contamination → preprocessing, through the public API only.
 
 use llb_data::{
-    BenchmarkConfig, ContaminationConfig, DefectKind, PreprocessConfig, contaminate,
+    BenchmarkConfig, ContaminationConfig, DefectKind, PreprocessConfig, TileSource, contaminate,
     generate_benchmark, prepare_images, prepare_masks, read_mvtec, synthetic_texture,
 };
 
@@ -15,6 +15,7 @@ fn benchmark_category_goes_through_contamination_and_preprocessing() {
         n_test_good: 4,
         n_test_defective: 12,
         defect_kinds: vec![DefectKind::Scratch, DefectKind::Hole, DefectKind::Warp],
+        tile_source: TileSource::DisjointHalves,
     };
     let textures = [synthetic_texture("tex", 9, 96, 160)];
     generate_benchmark(&textures, &config, dir.path()).unwrap();
