@@ -38,7 +38,7 @@ pub(crate) struct Results {
 pub(crate) struct Manifest {
     pub(crate) name: String,
     pub(crate) contamination_ratios: Vec<f64>,
-    pub(crate) ablation_ratio: f64,
+    pub(crate) ablation_ratios: Vec<f64>,
     pub(crate) backbones: Vec<serde_json::Value>,
 }
 

@@ -22,8 +22,8 @@ pub(crate) struct Manifest {
     /// The backbones compared, each as its purified settings; every backbone also runs without
     /// stage 1 (the baseline). Ablations vary the first one.
     pub(crate) backbones: Vec<FitSettings>,
-    /// α at which the ablations run.
-    pub(crate) ablation_ratio: f64,
+    /// The α values at which the ablations run.
+    pub(crate) ablation_ratios: Vec<f64>,
     /// One-factor-at-a-time variations of the first backbone.
     pub(crate) ablations: Vec<Ablation>,
 }

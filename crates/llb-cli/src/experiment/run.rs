@@ -138,7 +138,7 @@ pub(crate) fn run(args: &ExperimentArgs) -> anyhow::Result<()> {
                     (name, None, FitSettings { purify: None, ..backbone.clone() }),
                     (purified.clone(), None, backbone.clone()),
                 ];
-                if b == 0 && ratio == manifest.ablation_ratio {
+                if b == 0 && manifest.ablation_ratios.contains(&ratio) {
                     for ablation in &manifest.ablations {
                         for (label, settings) in ablation.variants(backbone) {
                             runs.push((purified.clone(), Some(label), settings));
