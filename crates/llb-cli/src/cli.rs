@@ -53,16 +53,31 @@ pub(crate) fn main() -> std::process::ExitCode {
     exit_code(result)
 }
 
-/// Maps a subcommand's result to an exit code, printing the error chain on failure.
+/// Maps a subcommand's result to an exit code, printing the error and its context on one line
+/// on failure: 2 when the input is at fault (a file, a data set, a rule name, an option), 1 for
+/// an internal failure.
 #[allow(clippy::print_stderr, reason = "a command line reports its errors on stderr")]
 fn exit_code(result: anyhow::Result<()>) -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err:#}");
-            std::process::ExitCode::FAILURE
+            std::process::ExitCode::from(if is_bad_input(&err) { 2 } else { 1 })
         }
     }
+}
+
+/// `true` when some error in the chain blames the input: a data-set, metric or rule error from
+/// the libraries, a missing file, or an option the command line rejected.
+fn is_bad_input(err: &anyhow::Error) -> bool {
+    err.chain().any(|e| {
+        e.is::<metrics_cmd::BadInput>()
+            || e.is::<llb_data::Error>()
+            || e.is::<llb_metrics::Error>()
+            || e.is::<llb_purify::Error>()
+            || e.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::NotFound)
+    })
 }
 
 /// Installs the stderr logger, then runs `f`.
@@ -90,4 +105,20 @@ pub(crate) fn init_tracing(verbose: u8) {
         .with(fmt)
         .with(terminal.then_some(indicatif))
         .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_bad_input;
+
+    #[test]
+    fn input_errors_are_told_from_internal_ones() {
+        let missing = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        assert!(is_bad_input(&anyhow::Error::new(missing).context("reading model/llb.json")));
+        assert!(is_bad_input(&crate::metrics_cmd::bad("--data needs --category")));
+        let rule =
+            llb_purify::AggregatorRegistry::with_builtins().build("no-such-rule").err().unwrap();
+        assert!(is_bad_input(&anyhow::Error::new(rule)));
+        assert!(!is_bad_input(&anyhow::anyhow!("tensor backend failed")));
+    }
 }

@@ -1,6 +1,6 @@
 //! Where training and test images come from: `--train DIR` or `--data KIND:ROOT`.
 
-use anyhow::Context;
+use crate::metrics_cmd::bad;
 use llb_data::{ContaminationConfig, Dataset, RealIadSplit, Sample};
 use std::path::PathBuf;
 
@@ -44,11 +44,12 @@ impl DataArgs {
                 }
             }
             (None, Some(spec)) => {
-                let (kind, root) = spec.split_once(':').with_context(|| {
-                    format!("--data `{spec}`: expected KIND:ROOT, e.g. mvtec:/data/mvtec")
+                let (kind, root) = spec.split_once(':').ok_or_else(|| {
+                    bad(format!("--data `{spec}`: expected KIND:ROOT, e.g. mvtec:/data/mvtec"))
                 })?;
                 let root = PathBuf::from(root);
-                let category = self.category.as_deref().context("--data needs --category")?;
+                let category =
+                    self.category.as_deref().ok_or_else(|| bad("--data needs --category"))?;
                 match kind {
                     "mvtec" => llb_data::read_mvtec(&root, category)?,
                     "visa" => llb_data::read_visa(&root, category)?,
@@ -58,22 +59,24 @@ impl DataArgs {
                         let split = all
                             .into_iter()
                             .find(|s| s.json_folder() == self.split)
-                            .with_context(|| {
+                            .ok_or_else(|| {
                                 let names: Vec<_> = all.iter().map(|s| s.json_folder()).collect();
-                                format!(
+                                bad(format!(
                                     "--split `{}`: expected one of {}",
                                     self.split,
                                     names.join(", ")
-                                )
+                                ))
                             })?;
                         llb_data::read_realiad(&root, split, category)?
                     }
                     other => {
-                        anyhow::bail!("--data kind `{other}`: expected mvtec, visa or realiad")
+                        return Err(bad(format!(
+                            "--data kind `{other}`: expected mvtec, visa or realiad"
+                        )));
                     }
                 }
             }
-            _ => anyhow::bail!("give either --train DIR or --data KIND:ROOT"),
+            _ => return Err(bad("give either --train DIR or --data KIND:ROOT")),
         };
         match self.contamination {
             Some(ratio) => Ok(llb_data::contaminate(
