@@ -11,7 +11,7 @@ use super::atomic::{f32_le_bytes, safetensors_bytes, sha256_hex, write_atomic};
 use crate::{Error, Result};
 use candle_core::{Device, Tensor};
 use llb_types::SampleId;
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// What produced the features: shared by every image of one extraction.
@@ -81,9 +81,9 @@ impl FeatureCache {
         self.root.join(&address[..2]).join(format!("{address}.safetensors"))
     }
 
-    fn metadata(key: &FeatureKey, item: &CacheItem, n_layers: usize) -> HashMap<String, String> {
+    fn metadata(key: &FeatureKey, item: &CacheItem, n_layers: usize) -> BTreeMap<String, String> {
         let (h, w) = key.input_size_px;
-        HashMap::from([
+        BTreeMap::from([
             ("encoder".to_owned(), key.encoder.clone()),
             ("weights_sha256".to_owned(), key.weights_sha256.clone()),
             ("input_size_px".to_owned(), format!("{h}x{w}")),

@@ -158,7 +158,7 @@ pub(crate) fn convert_graph(
                 + found.values().map(|(d, _)| d.iter().product::<usize>()).sum::<usize>(),
         });
     }
-    let metadata = HashMap::from([
+    let metadata = BTreeMap::from([
         ("format".to_owned(), "pt".to_owned()),
         (
             "source".to_owned(),
