@@ -26,7 +26,7 @@ enum Job {
 /// [`read_mvtec`](crate::read_mvtec)).
 ///
 /// Tiles are `tile_size_px`² RGB PNG files; masks are 8-bit grey PNG files, 255 = defect.
-/// With [`TileSource::DisjointHalves`], training tiles come from the top half of each texture and test tiles from the bottom half
+/// With [`TileSource::DisjointHalves`](crate::TileSource::DisjointHalves), training tiles come from the top half of each texture and test tiles from the bottom half
 /// (see [`Texture`]); defective tile `i` gets kind `defect_kinds[i % len]`. Cut-paste takes its
 /// patch from another texture (half the time, when there is one) or from another place of the
 /// same texture's bottom half. Each tile has its own generator seeded from (seed, texture name,
