@@ -20,23 +20,46 @@ const BENCHES: &[Bench] = &[
         "exact vs streaming pixel metrics on 256×256 maps [--sizes 250,500,1000] [--bins 1000]",
         metrics,
     ),
-    ("data", "decode + preprocess throughput on the built-in benchmark (images/s)", data),
+];
+
+/// Benchmarks that are one crate example whose own report (JSON lines or Markdown) is passed
+/// through: subcommand name, description, package, example.
+const EXAMPLES: &[(&str, &str, &str, &str)] = &[
+    (
+        "data",
+        "decode + preprocess throughput on the built-in benchmark (images/s)",
+        "llb-data",
+        "bench_data",
+    ),
     (
         "features",
         "DINOv2-S images/s at 224/448 px, batch 1/8, GFLOP/s vs GEMM, onnxruntime peer",
-        features,
+        "llb-features",
+        "bench_features",
     ),
-    ("cnn", "EfficientNet-Lite0 and WideResNet50-2 images/s, patch aggregation time", cnn),
+    (
+        "cnn",
+        "EfficientNet-Lite0 and WideResNet50-2 images/s, patch aggregation time",
+        "llb-features",
+        "bench_cnn",
+    ),
     (
         "detect",
         "PatchCore fit and scoring, 200 training images at 224 px, NN search GFLOP/s vs GEMM",
-        detect,
+        "llb-detect",
+        "bench_detect",
     ),
-    ("dinomaly", "Dinomaly seconds per training iteration at ViT-S 224 px, batch 8", dinomaly),
+    (
+        "dinomaly",
+        "Dinomaly seconds per training iteration at ViT-S 224 px, batch 8",
+        "llb-detect",
+        "bench_dinomaly",
+    ),
     (
         "purify",
         "selection purity on synthetic contaminated scores, fusion and selection timings",
-        purify,
+        "llb-purify",
+        "synthetic_purity",
     ),
 ];
 
@@ -46,10 +69,14 @@ fn all(sh: &Shell, _args: &[String]) -> anyhow::Result<()> {
         println!("\n## {name}\n");
         bench(sh, &[])?;
     }
+    for (name, _, package, example) in EXAMPLES {
+        println!("\n## {name}\n");
+        pass_through(sh, package, example, &[])?;
+    }
     Ok(())
 }
 
-/// Builds and runs a release example, passing its report (JSON lines or Markdown) through.
+/// Builds and runs a release example, passing its report through.
 fn pass_through(sh: &Shell, package: &str, example: &str, args: &[String]) -> anyhow::Result<()> {
     let executable = build_example(sh, package, example)?;
     let out = cmd!(sh, "{executable} {args...}")
@@ -59,37 +86,20 @@ fn pass_through(sh: &Shell, package: &str, example: &str, args: &[String]) -> an
     Ok(())
 }
 
-fn data(sh: &Shell, args: &[String]) -> anyhow::Result<()> {
-    pass_through(sh, "llb-data", "bench_data", args)
-}
-
-fn features(sh: &Shell, args: &[String]) -> anyhow::Result<()> {
-    pass_through(sh, "llb-features", "bench_features", args)
-}
-
-fn cnn(sh: &Shell, args: &[String]) -> anyhow::Result<()> {
-    pass_through(sh, "llb-features", "bench_cnn", args)
-}
-
-fn detect(sh: &Shell, args: &[String]) -> anyhow::Result<()> {
-    pass_through(sh, "llb-detect", "bench_detect", args)
-}
-
-fn dinomaly(sh: &Shell, args: &[String]) -> anyhow::Result<()> {
-    pass_through(sh, "llb-detect", "bench_dinomaly", args)
-}
-
-fn purify(sh: &Shell, args: &[String]) -> anyhow::Result<()> {
-    pass_through(sh, "llb-purify", "synthetic_purity", args)
-}
-
 /// Dispatches `cargo xtask bench <name> [options]`.
 pub(crate) fn run(sh: &Shell, args: &[String]) -> anyhow::Result<()> {
     let name = args.first().map(String::as_str).unwrap_or("");
+    if let Some((_, _, package, example)) = EXAMPLES.iter().find(|(n, ..)| *n == name) {
+        return pass_through(sh, package, example, &args[1..]);
+    }
     match BENCHES.iter().find(|(n, _, _)| *n == name) {
         Some((_, _, bench)) => bench(sh, &args[1..]),
         None => {
-            let list: Vec<String> = BENCHES.iter().map(|(n, d, _)| format!("  {n}: {d}")).collect();
+            let list: Vec<String> = BENCHES
+                .iter()
+                .map(|(n, d, _)| format!("  {n}: {d}"))
+                .chain(EXAMPLES.iter().map(|(n, d, ..)| format!("  {n}: {d}")))
+                .collect();
             bail!("unknown benchmark `{name}`; available:\n{}", list.join("\n"))
         }
     }
@@ -217,6 +227,6 @@ mod tests {
     fn unknown_benchmarks_list_the_known_ones() {
         let sh = Shell::new().unwrap();
         let err = run(&sh, &["nope".into()]).unwrap_err().to_string();
-        assert!(err.contains("metrics"), "{err}");
+        assert!(err.contains("metrics") && err.contains("dinomaly"), "{err}");
     }
 }
