@@ -1,11 +1,8 @@
 //! `llb predict`: scores, verdicts, heat-map overlays and (optionally) raw maps for new images.
 
-use crate::pipeline::{OnBadImage, RunContext, model_dir};
+use crate::pipeline::{OnBadImage, RunContext, for_each_scored, model_dir};
 use anyhow::Context;
-use candle_core::IndexOp;
 use llb_data::Sample;
-use llb_detect::Detector;
-use llb_submodel::select_rows;
 use llb_types::SampleId;
 use std::path::{Path, PathBuf};
 
@@ -58,36 +55,26 @@ pub(crate) fn run(args: &PredictArgs) -> anyhow::Result<()> {
     }
     let mut csv = String::from("sample_id,path,anomaly_score,verdict\n");
     let mut n_anomalous = 0;
-    for start in (0..features.ids.len()).step_by(16) {
-        let rows: Vec<u32> =
-            (start..(start + 16).min(features.ids.len())).map(|r| r as u32).collect();
-        let out = model.score(
-            &select_rows(&features.layers, &rows)?,
-            (size, size),
-            card.settings.test_score,
+    for_each_scored(&model, card.settings.test_score, &features, size, |id, score, map| {
+        let anomalous = score > threshold;
+        n_anomalous += usize::from(anomalous);
+        let verdict = if anomalous { "anomalous" } else { "normal" };
+        csv.push_str(&format!("{id},{},{score},{verdict}\n", path_of[id].display()));
+        let stem = file_stem(id);
+        let overlay = args.out.join("overlays").join(format!("{stem}.png"));
+        crate::overlay::overlay_png(
+            path_of[id],
+            &map,
+            size as u32,
+            threshold / 2.0,
+            threshold,
+            &overlay,
         )?;
-        for (i, &row) in rows.iter().enumerate() {
-            let id = &features.ids[row as usize];
-            let score = out.image_scores[i];
-            let anomalous = score > threshold;
-            n_anomalous += usize::from(anomalous);
-            let verdict = if anomalous { "anomalous" } else { "normal" };
-            csv.push_str(&format!("{id},{},{score},{verdict}\n", path_of[id].display()));
-            let map: Vec<f32> = out.maps.i(i)?.flatten_all()?.to_vec1()?;
-            let stem = file_stem(id);
-            crate::overlay::overlay_png(
-                path_of[id],
-                &map,
-                size as u32,
-                threshold / 2.0,
-                threshold,
-                &args.out.join("overlays").join(format!("{stem}.png")),
-            )?;
-            if args.save_maps {
-                write_npy(&args.out.join("maps").join(format!("{stem}.npy")), &map, size)?;
-            }
+        if args.save_maps {
+            write_npy(&args.out.join("maps").join(format!("{stem}.npy")), &map, size)?;
         }
-    }
+        Ok(())
+    })?;
     llb_assets::write_atomic(&args.out.join("scores.csv"), csv.as_bytes())?;
     let summary = serde_json::json!({
         "n_images": features.ids.len(),

@@ -8,6 +8,7 @@ use llb_data::{PreprocessConfig, Sample, prepare_mask};
 use llb_detect::{Detector, ImageScoreRule};
 use llb_metrics::{ExactPixelEvaluator, ImageMetrics, PixelEvaluator, PixelMetrics};
 use llb_submodel::select_rows;
+use llb_types::SampleId;
 
 /// Image- and pixel-level metrics of one model on one test split.
 #[derive(Clone, Debug)]
@@ -25,6 +26,27 @@ pub(crate) struct Evaluation {
     pub(crate) pixel_resolution_px: usize,
 }
 
+/// Scores every image of `features` in batches of 16 and calls `visit(id, image score, map)` per
+/// image, in order; `map` is the `[size, size]` anomaly map, row-major.
+pub(crate) fn for_each_scored(
+    model: &FittedDetector,
+    rule: ImageScoreRule,
+    features: &Extracted,
+    size: usize,
+    mut visit: impl FnMut(&SampleId, f32, Vec<f32>) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    for start in (0..features.ids.len()).step_by(16) {
+        let rows: Vec<u32> =
+            (start..(start + 16).min(features.ids.len())).map(|r| r as u32).collect();
+        let out = model.score(&select_rows(&features.layers, &rows)?, (size, size), rule)?;
+        for (i, &row) in rows.iter().enumerate() {
+            let map: Vec<f32> = out.maps.i(i)?.flatten_all()?.to_vec1()?;
+            visit(&features.ids[row as usize], out.image_scores[i], map)?;
+        }
+    }
+    Ok(())
+}
+
 /// One anomaly map per test image, in batches, fed to the exact metric evaluators.
 pub(crate) fn evaluate(
     model: &FittedDetector,
@@ -39,25 +61,21 @@ pub(crate) fn evaluate(
     let has_masks = samples.iter().any(|s| s.mask_path.is_some());
     let mut pixels = ExactPixelEvaluator::new();
     let (mut scores, mut labels) = (Vec::new(), Vec::new());
-    for start in (0..test.ids.len()).step_by(16) {
-        let rows: Vec<u32> = (start..(start + 16).min(test.ids.len())).map(|r| r as u32).collect();
-        let out = model.score(&select_rows(&test.layers, &rows)?, (size, size), rule)?;
-        for (i, &row) in rows.iter().enumerate() {
-            let sample = by_id[&test.ids[row as usize]];
-            scores.push(out.image_scores[i]);
-            labels.push(sample.is_anomalous());
-            if has_masks {
-                let map: Vec<f32> = out.maps.i(i)?.flatten_all()?.to_vec1()?;
-                let mask = match prepare_mask(sample, preprocess)? {
-                    Some(m) => m.data.iter().map(|&v| v != 0).collect(),
-                    None => vec![false; size * size],
-                };
-                pixels
-                    .add(&map, &mask, size, size)
-                    .with_context(|| format!("pixel metrics of {}", sample.id))?;
-            }
+    for_each_scored(model, rule, test, size, |id, score, map| {
+        let sample = by_id[id];
+        scores.push(score);
+        labels.push(sample.is_anomalous());
+        if has_masks {
+            let mask = match prepare_mask(sample, preprocess)? {
+                Some(m) => m.data.iter().map(|&v| v != 0).collect(),
+                None => vec![false; size * size],
+            };
+            pixels
+                .add(&map, &mask, size, size)
+                .with_context(|| format!("pixel metrics of {}", sample.id))?;
         }
-    }
+        Ok(())
+    })?;
     let image = ImageMetrics::exact(&scores, &labels).context("image metrics")?;
     let pixel = if has_masks { Some(pixels.finish().context("pixel metrics")?) } else { None };
     Ok(Evaluation {

@@ -11,7 +11,7 @@ mod source;
 mod twostage;
 
 pub(crate) use context::RunContext;
-pub(crate) use evaluate::{Evaluation, evaluate};
+pub(crate) use evaluate::{Evaluation, evaluate, for_each_scored};
 pub(crate) use extract::{Extracted, OnBadImage};
 pub(crate) use model_dir::ModelCard;
 pub(crate) use settings::ModelArgs;
