@@ -1,7 +1,8 @@
 //! Seconds per Dinomaly training iteration and per scored image at ViT-S dimensions (384
 //! channels, 8 encoder layers, 16×16 tokens: DINOv2-S on 224 px images), batch 8, on the CPU.
 //!
-//! Run: `cargo run --release -p llb-detect --example bench_dinomaly [iterations]`.
+//! Run: `cargo run --release -p llb-detect --example bench_dinomaly [iterations] [token side]`
+//! (token side 16 is 224 px, 12 is 168 px, 8 is 112 px).
 #![allow(clippy::print_stdout, reason = "a benchmark reports on stdout")]
 
 use std::time::Instant;
@@ -11,7 +12,9 @@ use llb_detect::{Detector, DinomalyConfig, DinomalyTrainer};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let iterations: usize = std::env::args().nth(1).map_or(Ok(5), |s| s.parse())?;
-    let (n_images, channels, side, n_layers) = (16, 384, 16, 8);
+    let side: usize = std::env::args().nth(2).map_or(Ok(16), |s| s.parse())?;
+    let (n_images, channels, n_layers) = (16, 384, 8);
+    let px = side * 14;
     let device = Device::Cpu;
     // Deterministic pseudo-features (no unseeded RNG): smooth in space, distinct per layer.
     let layers: Vec<Tensor> = (0..n_layers)
@@ -42,7 +45,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let score_gflop = 2.0 * macs_per_token * (side * side) as f64 / 1e9;
 
     let mut config = DinomalyConfig::llb_cpu();
-    config.iterations = iterations + 1;
+    config.length = llb_detect::TrainingLength::Iterations(iterations + 1);
     config.batch_size = 8;
     let mut trainer = DinomalyTrainer::new(&config, &layers)?;
     trainer.step()?; // warm-up: allocations, first-touch
@@ -54,13 +57,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let model = trainer.model();
     let test: Vec<Tensor> = layers.iter().map(|t| t.narrow(0, 0, 8)).collect::<Result<_, _>>()?;
-    model.anomaly_maps(&test, (224, 224))?;
+    model.anomaly_maps(&test, (px, px))?;
     let start = Instant::now();
-    let maps = model.anomaly_maps(&test, (224, 224))?;
+    let maps = model.anomaly_maps(&test, (px, px))?;
     let per_image = start.elapsed().as_secs_f64() / 8.0;
 
     println!(
-        "dinomaly ViT-S dims (C=384, 8 layers, 16x16 tokens), batch 8, {} threads",
+        "dinomaly ViT-S dims (C=384, 8 layers, {side}x{side} tokens = {px} px), batch 8, {} threads",
         candle_core::utils::get_num_threads()
     );
     println!(

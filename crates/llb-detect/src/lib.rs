@@ -46,7 +46,7 @@ mod softpatch;
 pub use detector::{Detector, Fit, ImageScoreRule, Scores, image_scores};
 pub use dinomaly::{
     BlurPadding, DinomalyConfig, DinomalyModel, DinomalyTrainer, FeatureShape, HardMiningConfig,
-    LrSchedule, MapConfig, OptimizerConfig, WeightInit,
+    LrSchedule, MapConfig, OptimizerConfig, TrainingLength, WeightInit,
 };
 pub use error::{Error, Result};
 pub use patchcore::{PatchCore, PatchCoreConfig};

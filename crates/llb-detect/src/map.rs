@@ -1,59 +1,109 @@
-//! Patch-score grids to image-sized anomaly maps: bilinear upsampling, then a Gaussian blur.
+//! Score grids to image-sized anomaly maps: bilinear upsampling, then a Gaussian blur.
 //!
-//! Both steps are linear and separable, so each image axis gets one matrix: `A = G·U`, where `U`
-//! `[H, h]` is bilinear interpolation (`align_corners = false`, the PyTorch rule PatchCore uses)
-//! and `G` `[H, H]` is a normalised Gaussian of standard deviation `blur_sigma_px` with radius
-//! `round(4σ)` and reflect padding (`d c b a | a b c d | d c b a`, scipy's `mode="reflect"`, the
-//! filter the PatchCore reference code calls). A map is then `A_rows · S · A_colsᵀ`, two batched
-//! matrix products on the scores' device. The result equals upsample-then-blur up to f32 rounding.
+//! Both steps are linear and separable, so each image axis gets one `[out, in]` matrix
+//! `A = G·U`: `U` is bilinear interpolation and `G` a normalised Gaussian. A map is then
+//! `A_h · m · A_wᵀ`, two plain 2-D matrix products on the scores' device, and equals
+//! upsample-then-blur up to f32 rounding. A [`MapSpec`] holds the four choices that differ
+//! between detectors:
+//! - PatchCore and SoftPatch ([`MapSpec::scipy_gaussian`]): `align_corners = false` (the
+//!   PyTorch rule PatchCore uses), radius `round(4σ)` and reflect padding (`d c b a | a b c d |
+//!   d c b a`), i.e. scipy's `gaussian_filter` with `truncate = 4.0` and `mode = "reflect"`, the
+//!   filter the PatchCore reference code calls;
+//! - Dinomaly (`From<&MapConfig>`): `align_corners = true` (the official Dinomaly and LLBNAD
+//!   code) with the radius and padding of its [`MapConfig`].
 
-use crate::Result;
+use crate::patches::shape_error;
+use crate::{BlurPadding, MapConfig, Result};
 use candle_core::{Device, Tensor};
 
 /// Kernel radius in standard deviations (scipy's `truncate = 4.0`).
 const TRUNCATE_SIGMAS: f64 = 4.0;
 
-/// The two per-axis operators that turn `[N, h, w]` patch scores into `[N, H, W]` maps.
-#[derive(Clone, Debug)]
-pub(crate) struct MapPostprocess {
-    /// `[H, h]` f32: blur after bilinear upsampling along rows.
-    rows: Tensor,
-    /// `[w, W]` f32: the transposed column operator.
-    cols_t: Tensor,
+/// How a score grid becomes a map: the bilinear rule and the Gaussian blur.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct MapSpec {
+    /// Bilinear rule. `true`: the corner samples of grid and map coincide (output `o` reads input
+    /// `o·(in − 1)/(out − 1)`); `false`: PyTorch's default half-pixel rule (input
+    /// `(o + 0.5)·in/out − 0.5`, clamped at 0).
+    pub(crate) align_corners: bool,
+    /// Gaussian standard deviation in output pixels; `0` disables the blur.
+    pub(crate) blur_sigma_px: f64,
+    /// Kernel radius in output pixels (`2·radius + 1` taps); `0` disables the blur.
+    pub(crate) blur_radius_px: usize,
+    /// Border handling of the blur.
+    pub(crate) padding: BlurPadding,
 }
 
-impl MapPostprocess {
-    /// Operators from grid `(h, w)` to image `(H, W)` with a Gaussian of `blur_sigma_px` (`0`
-    /// means no blur).
-    pub(crate) fn new(
-        grid: (usize, usize),
-        image_size_px: (usize, usize),
-        blur_sigma_px: f64,
-        device: &Device,
-    ) -> Result<Self> {
-        let rows = axis_operator(grid.0, image_size_px.0, blur_sigma_px);
-        let cols = axis_operator(grid.1, image_size_px.1, blur_sigma_px);
-        let rows = Tensor::from_vec(rows, (image_size_px.0, grid.0), device)?;
-        let cols_t =
-            Tensor::from_vec(cols, (image_size_px.1, grid.1), device)?.t()?.contiguous()?;
-        Ok(Self { rows, cols_t })
+impl MapSpec {
+    /// PatchCore's post-processing: half-pixel bilinear upsampling, then scipy's
+    /// `gaussian_filter(σ = blur_sigma_px)` (radius `round(4σ)`, reflect padding).
+    pub(crate) fn scipy_gaussian(blur_sigma_px: f64) -> Self {
+        Self {
+            align_corners: false,
+            blur_sigma_px,
+            blur_radius_px: (TRUNCATE_SIGMAS * blur_sigma_px + 0.5).floor() as usize,
+            padding: BlurPadding::Reflect,
+        }
     }
 
-    /// Applies the operators to patch scores `[N, h, w]` f32, giving maps `[N, H, W]` f32.
-    pub(crate) fn apply(&self, scores: &Tensor) -> Result<Tensor> {
-        let (n, h, w) = scores.dims3()?;
-        let rows = self.rows.unsqueeze(0)?.broadcast_as((n, self.rows.dim(0)?, h))?.contiguous()?;
-        let cols = self.cols_t.unsqueeze(0)?.broadcast_as((n, w, self.cols_t.dim(1)?))?;
-        Ok(rows.matmul(&scores.contiguous()?)?.matmul(&cols.contiguous()?)?)
+    /// Upsamples and blurs score grids `[N, h, w]` f32 to maps `[N, H, W]` f32, with
+    /// `(H, W) = image_size_px`.
+    pub(crate) fn apply(&self, grid: &Tensor, image_size_px: (usize, usize)) -> Result<Tensor> {
+        let (n, h, w) = grid.dims3()?;
+        if h == 0 || w == 0 {
+            return Err(shape_error("score grid", "[N, h > 0, w > 0]", &[n, h, w]));
+        }
+        let (height, width) = image_size_px;
+        let a_h = self.axis_operator(h, height, grid.device())?;
+        let a_w = self.axis_operator(w, width, grid.device())?;
+        // Two plain 2-D products (no broadcast batch strides, which some backends reject).
+        let rows = grid.transpose(0, 1)?.contiguous()?.reshape((h, n * w))?;
+        let rows = a_h.matmul(&rows)?.reshape((height, n, w))?.transpose(0, 1)?.contiguous()?;
+        let maps = rows.reshape((n * height, w))?.matmul(&a_w.t()?)?;
+        Ok(maps.reshape((n, height, width))?)
+    }
+
+    /// `blur · upsample` for one axis, `[n_out, n_in]` f32 on `device` (`n_in > 0`).
+    fn axis_operator(&self, n_in: usize, n_out: usize, device: &Device) -> Result<Tensor> {
+        let up = bilinear_matrix(n_in, n_out, self.align_corners);
+        let blur = gaussian_matrix(n_out, self);
+        let mut op = vec![0f32; n_out * n_in];
+        for o in 0..n_out {
+            for k in 0..n_out {
+                let b = blur[o * n_out + k];
+                if b != 0.0 {
+                    for i in 0..n_in {
+                        op[o * n_in + i] += (b * up[k * n_in + i]) as f32;
+                    }
+                }
+            }
+        }
+        Ok(Tensor::from_vec(op, (n_out, n_in), device)?)
     }
 }
 
-/// Bilinear weights `[out, in]` (row-major) with PyTorch's `align_corners = false` rule.
-pub(crate) fn bilinear_matrix(n_in: usize, n_out: usize) -> Vec<f64> {
+impl From<&MapConfig> for MapSpec {
+    /// Dinomaly's post-processing: bilinear upsampling with aligned corners, then the configured
+    /// blur.
+    fn from(config: &MapConfig) -> Self {
+        Self {
+            align_corners: true,
+            blur_sigma_px: config.blur_sigma_px,
+            blur_radius_px: config.blur_radius_px,
+            padding: config.blur_padding,
+        }
+    }
+}
+
+/// Bilinear weights `[n_out, n_in]` (row-major, `n_in > 0`); see [`MapSpec::align_corners`].
+fn bilinear_matrix(n_in: usize, n_out: usize, align_corners: bool) -> Vec<f64> {
     let mut m = vec![0.0; n_out * n_in];
-    let scale = n_in as f64 / n_out as f64;
     for o in 0..n_out {
-        let src = ((o as f64 + 0.5) * scale - 0.5).max(0.0);
+        let src = if align_corners {
+            if n_out > 1 { o as f64 * (n_in - 1) as f64 / (n_out - 1) as f64 } else { 0.0 }
+        } else {
+            ((o as f64 + 0.5) * n_in as f64 / n_out as f64 - 0.5).max(0.0)
+        };
         let i0 = (src.floor() as usize).min(n_in - 1);
         let i1 = (i0 + 1).min(n_in - 1);
         let frac = src - i0 as f64;
@@ -63,143 +113,203 @@ pub(crate) fn bilinear_matrix(n_in: usize, n_out: usize) -> Vec<f64> {
     m
 }
 
-/// Normalised Gaussian blur `[n, n]` (row-major) with reflect padding; identity when `sigma`
-/// is `0`.
-pub(crate) fn gaussian_matrix(n: usize, sigma: f64) -> Vec<f64> {
-    let mut m = vec![0.0; n * n];
-    let radius = (TRUNCATE_SIGMAS * sigma + 0.5).floor() as i64;
-    if sigma <= 0.0 || radius == 0 {
-        for i in 0..n {
-            m[i * n + i] = 1.0;
+/// Source index of padded position `j` on an axis of `n` samples, or `None` for a zero.
+fn padded_index(j: isize, n: usize, padding: BlurPadding) -> Option<usize> {
+    let n = n as isize;
+    match padding {
+        BlurPadding::Zero => (0..n).contains(&j).then_some(j as usize),
+        BlurPadding::Reflect => {
+            // Half-sample symmetric, period 2n: ... b a | a b c | c b ...
+            let period = 2 * n;
+            let k = j.rem_euclid(period);
+            Some((if k < n { k } else { period - 1 - k }) as usize)
         }
+    }
+}
+
+/// Normalised Gaussian blur `[n, n]` (row-major) with the spec's sigma, radius and padding;
+/// the identity when either is `0`. Under zero padding the rows near a border sum to less
+/// than 1 (the taps are normalised over the full kernel).
+fn gaussian_matrix(n: usize, spec: &MapSpec) -> Vec<f64> {
+    let mut m = vec![0.0; n * n];
+    let sigma = spec.blur_sigma_px;
+    if sigma <= 0.0 || spec.blur_radius_px == 0 {
+        (0..n).for_each(|i| m[i * n + i] = 1.0);
         return m;
     }
-    let taps: Vec<f64> =
-        (-radius..=radius).map(|t| (-0.5 * (t as f64 / sigma).powi(2)).exp()).collect();
+    let r = spec.blur_radius_px as isize;
+    let taps: Vec<f64> = (-r..=r).map(|t| (-0.5 * (t as f64 / sigma).powi(2)).exp()).collect();
     let total: f64 = taps.iter().sum();
     for o in 0..n {
-        for (tap, weight) in (-radius..=radius).zip(&taps) {
-            let source = reflect(o as i64 + tap, n);
-            m[o * n + source] += weight / total;
-        }
-    }
-    m
-}
-
-/// Folds index `i` into `0..n` by half-sample-symmetric reflection (period `2n`).
-fn reflect(i: i64, n: usize) -> usize {
-    let n = n as i64;
-    let period = 2 * n;
-    let j = i.rem_euclid(period);
-    (if j < n { j } else { period - 1 - j }) as usize
-}
-
-/// `G·U` for one axis, `[out, in]` f32.
-fn axis_operator(n_in: usize, n_out: usize, sigma: f64) -> Vec<f32> {
-    let u = bilinear_matrix(n_in, n_out);
-    let g = gaussian_matrix(n_out, sigma);
-    let mut a = vec![0.0f32; n_out * n_in];
-    for o in 0..n_out {
-        for k in 0..n_out {
-            let gk = g[o * n_out + k];
-            if gk != 0.0 {
-                for i in 0..n_in {
-                    a[o * n_in + i] += (gk * u[k * n_in + i]) as f32;
-                }
+        for (tap, t) in taps.iter().zip(-r..=r) {
+            if let Some(src) = padded_index(o as isize + t, n, spec.padding) {
+                m[o * n + src] += tap / total;
             }
         }
     }
-    a
+    m
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// Direct two-step reference: bilinear upsampling of one map, then a 2-D Gaussian convolution
-    /// with reflect padding, all in f64.
+    fn spec(align_corners: bool, sigma: f64, radius: usize, padding: BlurPadding) -> MapSpec {
+        MapSpec { align_corners, blur_sigma_px: sigma, blur_radius_px: radius, padding }
+    }
+
+    /// Direct reference in f64, pixel by pixel: bilinear upsampling of each map by the textbook
+    /// coordinate rule of `spec.align_corners`, then a 2-D Gaussian convolution of radius
+    /// `spec.blur_radius_px` with `spec.padding` (zero padding drops the taps outside the map).
     fn reference(
         scores: &[f64],
-        (h, w): (usize, usize),
+        (n, h, w): (usize, usize, usize),
         (hh, ww): (usize, usize),
-        sigma: f64,
+        spec: &MapSpec,
     ) -> Vec<f64> {
-        let mut up = vec![0.0; hh * ww];
-        let (sy, sx) = (h as f64 / hh as f64, w as f64 / ww as f64);
-        for y in 0..hh {
-            for x in 0..ww {
-                let fy = ((y as f64 + 0.5) * sy - 0.5).max(0.0);
-                let fx = ((x as f64 + 0.5) * sx - 0.5).max(0.0);
-                let (y0, x0) = ((fy as usize).min(h - 1), (fx as usize).min(w - 1));
-                let (y1, x1) = ((y0 + 1).min(h - 1), (x0 + 1).min(w - 1));
-                let (ay, ax) = (fy - y0 as f64, fx - x0 as f64);
-                let at = |yy: usize, xx: usize| scores[yy * w + xx];
-                up[y * ww + x] = (1.0 - ay) * ((1.0 - ax) * at(y0, x0) + ax * at(y0, x1))
-                    + ay * ((1.0 - ax) * at(y1, x0) + ax * at(y1, x1));
+        let coord = |o: usize, inp: usize, out: usize| {
+            if spec.align_corners {
+                o as f64 * (inp - 1) as f64 / (out - 1) as f64
+            } else {
+                ((o as f64 + 0.5) * inp as f64 / out as f64 - 0.5).max(0.0)
             }
-        }
-        if sigma == 0.0 {
-            return up;
-        }
-        let r = (4.0 * sigma + 0.5).floor() as i64;
-        let k: Vec<f64> = (-r..=r).map(|t| (-0.5 * (t as f64 / sigma).powi(2)).exp()).collect();
-        let ksum: f64 = k.iter().sum::<f64>().powi(2);
-        let mut out = vec![0.0; hh * ww];
-        for y in 0..hh {
-            for x in 0..ww {
-                let mut acc = 0.0;
-                for dy in -r..=r {
-                    for dx in -r..=r {
-                        let yy = reflect(y as i64 + dy, hh);
-                        let xx = reflect(x as i64 + dx, ww);
-                        acc += k[(dy + r) as usize] * k[(dx + r) as usize] * up[yy * ww + xx];
-                    }
+        };
+        let mut out = Vec::with_capacity(n * hh * ww);
+        for img in 0..n {
+            let at = |y: usize, x: usize| scores[(img * h + y) * w + x];
+            let mut up = vec![0.0; hh * ww];
+            for oy in 0..hh {
+                for ox in 0..ww {
+                    let (sy, sx) = (coord(oy, h, hh), coord(ox, w, ww));
+                    let (y0, x0) = ((sy as usize).min(h - 1), (sx as usize).min(w - 1));
+                    let (y1, x1) = ((y0 + 1).min(h - 1), (x0 + 1).min(w - 1));
+                    let (fy, fx) = (sy - y0 as f64, sx - x0 as f64);
+                    up[oy * ww + ox] = (1.0 - fy) * ((1.0 - fx) * at(y0, x0) + fx * at(y0, x1))
+                        + fy * ((1.0 - fx) * at(y1, x0) + fx * at(y1, x1));
                 }
-                out[y * ww + x] = acc / ksum;
+            }
+            let (sigma, r) = (spec.blur_sigma_px, spec.blur_radius_px as isize);
+            if sigma == 0.0 {
+                out.extend(up);
+                continue;
+            }
+            let g = |t: isize| (-((t * t) as f64) / (2.0 * sigma * sigma)).exp();
+            let norm: f64 = (-r..=r).map(g).sum::<f64>().powi(2);
+            for oy in 0..hh {
+                for ox in 0..ww {
+                    let mut v = 0.0;
+                    for dy in -r..=r {
+                        for dx in -r..=r {
+                            let y = padded_index(oy as isize + dy, hh, spec.padding);
+                            let x = padded_index(ox as isize + dx, ww, spec.padding);
+                            if let (Some(y), Some(x)) = (y, x) {
+                                v += g(dy) * g(dx) * up[y * ww + x];
+                            }
+                        }
+                    }
+                    out.push(v / norm);
+                }
             }
         }
         out
     }
 
-    fn check(grid: (usize, usize), size: (usize, usize), sigma: f64) {
-        let n = grid.0 * grid.1;
-        let scores: Vec<f64> = (0..n).map(|i| ((i * 7919) % 13) as f64 * 0.37).collect();
-        let expected = reference(&scores, grid, size, sigma);
-        let dev = Device::Cpu;
-        let post = MapPostprocess::new(grid, size, sigma, &dev).unwrap();
-        let s32: Vec<f32> = scores.iter().map(|&v| v as f32).collect();
-        let input = Tensor::from_vec(s32, (1, grid.0, grid.1), &dev).unwrap();
-        let got = post.apply(&input).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    /// Compares [`MapSpec::apply`] with [`reference`] on `n` pseudo-random grids.
+    fn check(n: usize, grid: (usize, usize), size: (usize, usize), spec: &MapSpec) -> Result<()> {
+        let len = n * grid.0 * grid.1;
+        let scores: Vec<f32> = (0..len).map(|i| ((i * 7919) % 13) as f32 * 0.37).collect();
+        let wide: Vec<f64> = scores.iter().map(|&v| f64::from(v)).collect();
+        let expected = reference(&wide, (n, grid.0, grid.1), size, spec);
+        let input = Tensor::from_vec(scores, (n, grid.0, grid.1), &Device::Cpu)?;
+        let got = spec.apply(&input, size)?.flatten_all()?.to_vec1::<f32>()?;
         assert_eq!(got.len(), expected.len());
         for (i, (g, e)) in got.iter().zip(&expected).enumerate() {
             assert!(
-                (*g as f64 - e).abs() < 1e-4,
-                "grid {grid:?} size {size:?} σ {sigma} at {i}: {g} vs {e}"
+                (f64::from(*g) - e).abs() < 1e-5 * (1.0 + e.abs()),
+                "{spec:?} grid {grid:?} size {size:?} at {i}: {g} vs {e}"
             );
         }
+        Ok(())
     }
 
     #[test]
-    fn matches_upsample_then_blur() {
-        check((4, 5), (16, 20), 1.0);
-        check((3, 3), (7, 11), 0.8);
+    fn scipy_gaussian_matches_upsample_then_reflect_blur() -> Result<()> {
+        check(1, (4, 5), (16, 20), &MapSpec::scipy_gaussian(1.0))?;
+        check(1, (3, 3), (7, 11), &MapSpec::scipy_gaussian(0.8))?;
         // A kernel wider than the image exercises repeated reflection.
-        check((2, 2), (6, 5), 2.0);
-        check((4, 4), (8, 8), 0.0);
+        check(1, (2, 2), (6, 5), &MapSpec::scipy_gaussian(2.0))?;
+        check(2, (4, 4), (8, 8), &MapSpec::scipy_gaussian(0.0))
+    }
+
+    #[test]
+    fn aligned_corners_match_upsample_then_blur() -> Result<()> {
+        // Dinomaly's official map (zero padding), then LLBNAD's (reflect, kernel wider than
+        // the map).
+        check(2, (3, 4), (7, 10), &spec(true, 1.5, 2, BlurPadding::Zero))?;
+        check(2, (3, 4), (7, 10), &spec(true, 4.0, 16, BlurPadding::Reflect))
+    }
+
+    #[test]
+    fn scipy_radius_is_four_sigmas_rounded() {
+        let radii: Vec<usize> =
+            [0.0, 0.1, 0.8, 1.0, 4.0].map(|s| MapSpec::scipy_gaussian(s).blur_radius_px).into();
+        assert_eq!(radii, vec![0, 0, 3, 4, 16]);
     }
 
     #[test]
     fn reflect_folds_like_scipy() {
-        let folded: Vec<usize> = (-4..8).map(|i| reflect(i, 3)).collect();
-        assert_eq!(folded, vec![2, 2, 1, 0, 0, 1, 2, 2, 1, 0, 0, 1]);
+        let folded: Vec<Option<usize>> =
+            (-4..8).map(|i| padded_index(i, 3, BlurPadding::Reflect)).collect();
+        let expected = [2, 2, 1, 0, 0, 1, 2, 2, 1, 0, 0, 1].map(Some);
+        assert_eq!(folded, expected);
+        let zero: Vec<Option<usize>> =
+            (-1..4).map(|i| padded_index(i, 3, BlurPadding::Zero)).collect();
+        assert_eq!(zero, vec![None, Some(0), Some(1), Some(2), None]);
     }
 
     #[test]
-    fn constant_scores_stay_constant() {
+    fn upsampling_with_aligned_corners_keeps_the_corners() {
+        let m = bilinear_matrix(2, 5, true);
+        let x = [1.0, 3.0];
+        let y: Vec<f64> = (0..5).map(|i| m[i * 2] * x[0] + m[i * 2 + 1] * x[1]).collect();
+        assert_eq!(y, vec![1.0, 1.5, 2.0, 2.5, 3.0]);
+    }
+
+    #[test]
+    fn reflect_blur_preserves_constants_and_zero_blur_darkens_borders() -> Result<()> {
         let dev = Device::Cpu;
-        let post = MapPostprocess::new((5, 5), (40, 40), 4.0, &dev).unwrap();
-        let input = Tensor::full(2.5f32, (2, 5, 5), &dev).unwrap();
-        let out = post.apply(&input).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        assert!(out.iter().all(|v| (v - 2.5).abs() < 1e-5));
+        let scipy = MapSpec::scipy_gaussian(4.0)
+            .apply(&Tensor::full(2.5f32, (2, 5, 5), &dev)?, (40, 40))?;
+        assert!(scipy.flatten_all()?.to_vec1::<f32>()?.iter().all(|v| (v - 2.5).abs() < 1e-5));
+        let ones = Tensor::ones((1, 4, 4), candle_core::DType::F32, &dev)?;
+        let reflect = spec(true, 4.0, 16, BlurPadding::Reflect).apply(&ones, (16, 16))?;
+        let v = reflect.flatten_all()?.to_vec1::<f32>()?;
+        assert!(v.iter().all(|x| (x - 1.0).abs() < 1e-5));
+        let zero = spec(true, 4.0, 2, BlurPadding::Zero).apply(&ones, (16, 16))?;
+        let z = zero.squeeze(0)?.to_vec2::<f32>()?;
+        assert!(
+            z[0][0] < 0.5 && (z[8][8] - 1.0).abs() < 1e-5,
+            "corner {} centre {}",
+            z[0][0],
+            z[8][8]
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn blur_spreads_a_peak_symmetrically() {
+        let m = gaussian_matrix(9, &spec(true, 1.0, 2, BlurPadding::Zero));
+        let row = &m[4 * 9..5 * 9];
+        assert!(
+            (row[3] - row[5]).abs() < 1e-12 && row[4] > row[3] && row[2] > 0.0 && row[1] == 0.0
+        );
+        assert!((row.iter().sum::<f64>() - 1.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn an_empty_grid_is_an_error() -> Result<()> {
+        let empty = Tensor::zeros((1, 0, 3), candle_core::DType::F32, &Device::Cpu)?;
+        assert!(MapSpec::scipy_gaussian(1.0).apply(&empty, (8, 8)).is_err());
+        Ok(())
     }
 }

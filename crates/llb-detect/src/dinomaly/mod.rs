@@ -6,8 +6,8 @@
 
 mod config;
 mod file;
+mod fused;
 mod loss;
-mod map;
 mod model;
 mod network;
 mod optim;
@@ -19,7 +19,7 @@ mod tests;
 
 pub use config::{
     BlurPadding, DinomalyConfig, HardMiningConfig, LrSchedule, MapConfig, OptimizerConfig,
-    WeightInit,
+    TrainingLength, WeightInit,
 };
 pub use model::{DinomalyModel, FeatureShape};
 pub use train::DinomalyTrainer;

@@ -8,8 +8,8 @@ use candle_core::Tensor;
 use super::config::DinomalyConfig;
 use super::file;
 use super::loss::token_distance;
-use super::map::to_pixel_maps;
 use super::network::{self, Weights};
+use crate::map::MapSpec;
 use crate::{Detector, Error, Result};
 
 /// The shape of the encoder features a model is fitted on: `n_layers` maps of `[·, C, h, w]`.
@@ -214,6 +214,6 @@ impl Detector for DinomalyModel {
 
     fn anomaly_maps(&self, layers: &[Tensor], image_size_px: (usize, usize)) -> Result<Tensor> {
         let grids = self.token_maps(layers)?;
-        to_pixel_maps(&grids, image_size_px, &self.config.map)
+        MapSpec::from(&self.config.map).apply(&grids, image_size_px)
     }
 }

@@ -145,15 +145,11 @@ fn linear(weights: &Weights, prefix: &str, x: &Tensor) -> Result<Tensor> {
     Ok(y.reshape((batch, n, w.dim(0)?))?)
 }
 
-/// Layer norm over the last dimension, from differentiable primitives.
+/// Layer norm over the last dimension (fused on the CPU, see [`super::fused`]).
 fn layer_norm(weights: &Weights, prefix: &str, x: &Tensor, eps: f64) -> Result<Tensor> {
     let w = get(weights, &format!("{prefix}.weight"))?;
     let b = get(weights, &format!("{prefix}.bias"))?;
-    let mean = x.mean_keepdim(D::Minus1)?;
-    let centred = x.broadcast_sub(&mean)?;
-    let var = centred.sqr()?.mean_keepdim(D::Minus1)?;
-    let normed = centred.broadcast_div(&(var + eps)?.sqrt()?)?;
-    Ok(normed.broadcast_mul(w)?.broadcast_add(b)?)
+    super::fused::layer_norm(x, w, b, eps)
 }
 
 /// Linear attention with `φ(x) = elu(x) + 1`:

@@ -17,7 +17,7 @@ fn tiny(iterations: usize) -> DinomalyConfig {
     let mut config = DinomalyConfig::guo2025();
     config.head_dim = 8;
     config.decoder_depth = 2;
-    config.iterations = iterations;
+    config.length = TrainingLength::Iterations(iterations);
     config.batch_size = 4;
     config.inference_batch_size = 3;
     config.optimizer.lr = 1e-2;
@@ -116,18 +116,18 @@ fn invalid_fields_are_named() {
 #[test]
 fn schedules_follow_the_official_formulas() {
     let config = DinomalyConfig::guo2025();
-    assert_eq!(config.lr_at(0), 0.0);
-    assert!((config.lr_at(99) - 2e-3).abs() < 1e-12);
-    assert!((config.lr_at(100) - 2e-3).abs() < 1e-12);
-    assert!((config.lr_at(2550) - 1.1e-3).abs() < 1e-12);
-    assert!(config.lr_at(4999) > 2e-4 && config.lr_at(4999) < 2.0001e-4);
-    assert_eq!(config.lr_at(5000), 2e-4);
+    assert_eq!(config.lr_at(0, 5000), 0.0);
+    assert!((config.lr_at(99, 5000) - 2e-3).abs() < 1e-12);
+    assert!((config.lr_at(100, 5000) - 2e-3).abs() < 1e-12);
+    assert!((config.lr_at(2550, 5000) - 1.1e-3).abs() < 1e-12);
+    assert!(config.lr_at(4999, 5000) > 2e-4 && config.lr_at(4999, 5000) < 2.0001e-4);
+    assert_eq!(config.lr_at(5000, 5000), 2e-4);
     assert_eq!(config.easy_fraction_at(0), 0.0);
     assert!((config.easy_fraction_at(500) - 0.45).abs() < 1e-12);
     assert_eq!(config.easy_fraction_at(5000), 0.9);
     let llbnad = DinomalyConfig::llbnad();
-    assert_eq!(llbnad.lr_at(799), 5e-3);
-    assert!((llbnad.lr_at(800) - 5e-4).abs() < 1e-12);
+    assert_eq!(llbnad.lr_at(799, 1000), 5e-3);
+    assert!((llbnad.lr_at(800, 1000) - 5e-4).abs() < 1e-12);
     assert_eq!(llbnad.easy_fraction_at(0), 0.9);
 }
 
@@ -167,7 +167,7 @@ fn resumed_training_equals_uninterrupted_training() -> Result<()> {
     llbnad.head_dim = 8;
     llbnad.decoder_depth = 2;
     llbnad.batch_size = 4;
-    llbnad.iterations = 9;
+    llbnad.length = TrainingLength::Iterations(9);
     check_resume(&tiny(9))?;
     check_resume(&llbnad)
 }
@@ -298,4 +298,18 @@ fn bad_features_are_typed_errors() -> Result<()> {
         .collect::<Result<_, _>>()?;
     assert!(matches!(model.anomaly_maps(&wrong, (8, 8)), Err(Error::Shape { .. })));
     Ok(())
+}
+
+#[test]
+fn epochs_resolve_to_whole_batches_of_the_training_set() {
+    // 60 images at batch 8: 7 full batches per epoch (the remainder is dropped).
+    assert_eq!(TrainingLength::Epochs(10.0).iterations(60, 8), 70);
+    assert_eq!(TrainingLength::Epochs(10.0).iterations(20, 8), 20);
+    // A subset smaller than a batch still trains one batch per epoch; never zero iterations.
+    assert_eq!(TrainingLength::Epochs(2.0).iterations(3, 8), 2);
+    assert_eq!(TrainingLength::Epochs(0.01).iterations(60, 8), 1);
+    assert_eq!(TrainingLength::Iterations(300).iterations(3, 8), 300);
+    let mut config = DinomalyConfig::llb_cpu();
+    config.length = TrainingLength::Epochs(0.0);
+    assert!(matches!(config.validate(), Err(Error::Config { field: "length", .. })));
 }

@@ -28,6 +28,7 @@ pub struct DinomalyTrainer {
     vars: BTreeMap<String, Var>,
     state: OptimState,
     iteration: usize,
+    total_iterations: usize,
 }
 
 impl std::fmt::Debug for DinomalyTrainer {
@@ -56,12 +57,28 @@ impl DinomalyTrainer {
             .collect::<Result<BTreeMap<_, _>>>()?;
         let state = OptimState::zeros(&vars, config.optimizer.amsgrad)?;
         let fingerprint = fingerprint(&targets)?;
-        Ok(Self { config: config.clone(), targets, shape, fingerprint, vars, state, iteration: 0 })
+        let n_images = targets.first().map_or(0, |t| t.dim(0).unwrap_or(0));
+        let total_iterations = config.length.iterations(n_images, config.batch_size);
+        Ok(Self {
+            config: config.clone(),
+            targets,
+            shape,
+            fingerprint,
+            vars,
+            state,
+            iteration: 0,
+            total_iterations,
+        })
     }
 
     /// Iterations done so far.
     pub fn iteration(&self) -> usize {
         self.iteration
+    }
+
+    /// Iterations of the whole run: the configured length resolved for this training set.
+    pub fn total_iterations(&self) -> usize {
+        self.total_iterations
     }
 
     fn n_images(&self) -> usize {
@@ -119,7 +136,7 @@ impl DinomalyTrainer {
         if let Some(max_norm) = self.config.optimizer.grad_clip_norm {
             optim::clip_grad_norm(&mut grads, max_norm)?;
         }
-        let lr = self.config.lr_at(it);
+        let lr = self.config.lr_at(it, self.total_iterations);
         optim::step(&self.config.optimizer, lr, &self.vars, &grads, &mut self.state)?;
         self.iteration += 1;
         tracing::debug!(iteration = it, loss = loss_value, lr, "dinomaly step");
@@ -132,7 +149,7 @@ impl DinomalyTrainer {
     /// # Errors
     /// As [`Self::step`].
     pub fn train_until(&mut self, until: usize) -> Result<Vec<f32>> {
-        let until = until.min(self.config.iterations);
+        let until = until.min(self.total_iterations);
         let mut losses = Vec::with_capacity(until.saturating_sub(self.iteration));
         while self.iteration < until {
             losses.push(self.step()?);
@@ -158,7 +175,7 @@ impl DinomalyTrainer {
                 reason: "must be positive",
             });
         }
-        let until = until.min(self.config.iterations);
+        let until = until.min(self.total_iterations);
         let mut losses = Vec::with_capacity(until.saturating_sub(self.iteration));
         while self.iteration < until {
             losses.push(self.step()?);
@@ -271,18 +288,18 @@ fn fingerprint(targets: &[Tensor]) -> Result<f64> {
 impl Fit for DinomalyConfig {
     type Model = DinomalyModel;
 
-    /// Trains bottleneck and decoder for [`DinomalyConfig::iterations`] on features
+    /// Trains bottleneck and decoder for [`DinomalyConfig::length`] on features
     /// `[N, C, h, w]` per encoder layer (DINOv2 blocks 2..9, patch tokens only).
     fn fit(&self, layers: &[Tensor]) -> Result<DinomalyModel> {
         let mut trainer = DinomalyTrainer::new(self, layers)?;
         let span = tracing::info_span!(
             "dinomaly_fit",
             n_images = trainer.n_images(),
-            iterations = self.iterations,
+            iterations = trainer.total_iterations,
             channels = trainer.shape.channels
         );
         let _enter = span.enter();
-        let losses = trainer.train_until(self.iterations)?;
+        let losses = trainer.train_until(trainer.total_iterations)?;
         tracing::info!(final_loss = losses.last().copied(), "dinomaly trained");
         Ok(trainer.model())
     }

@@ -5,7 +5,7 @@ use super::config::PatchCoreConfig;
 use super::coreset::{coreset_size, greedy_coreset, project};
 use crate::Result;
 use crate::detector::{Detector, Fit, ImageScoreRule, Scores, image_scores};
-use crate::map::MapPostprocess;
+use crate::map::MapSpec;
 use crate::patches::{PatchMatrix, patch_matrix, shape_error};
 use candle_core::{Device, Tensor};
 use rand::SeedableRng;
@@ -68,13 +68,7 @@ impl BankDetector {
         }
         let (h, w) = self.grid;
         let grid_scores = scored.scores.reshape((scored.patches.n_images, h, w))?;
-        let post = MapPostprocess::new(
-            self.grid,
-            image_size_px,
-            self.blur_sigma_px,
-            grid_scores.device(),
-        )?;
-        post.apply(&grid_scores)
+        MapSpec::scipy_gaussian(self.blur_sigma_px).apply(&grid_scores, image_size_px)
     }
 }
 
