@@ -1,12 +1,14 @@
 //! `cargo xtask`: the project's automation, in Rust, with no extra tools to install.
 //!
-//! Subcommands: `bench <name>` (heavy benchmarks), `ci` (what `.ci/run` runs), `reproduce`
+//! Subcommands: `bench <name>` (heavy benchmarks), `ci` (what `.ci/run` runs), `gpu-check`
+//! (CUDA build and CPU-vs-GPU parity, on a machine with an NVIDIA GPU), `reproduce`
 //! (the paper-style tables), `tidy` (the tidy checks alone).
 
 #![allow(clippy::print_stdout, clippy::print_stderr, reason = "xtask reports to the terminal")]
 
 mod bench;
 mod ci;
+mod gpu_check;
 mod reproduce;
 mod tidy;
 
@@ -17,10 +19,11 @@ fn main() -> anyhow::Result<()> {
     match args.first().map(String::as_str) {
         Some("bench") => bench::run(&sh, &args[1..]),
         Some("ci") => ci::run(&sh),
+        Some("gpu-check") => gpu_check::run(&sh, &args[1..]),
         Some("reproduce") => reproduce::run(&sh, &args[1..]),
         Some("tidy") => tidy::run(&project_root()),
         _ => {
-            eprintln!("usage: cargo xtask <bench|ci|reproduce|tidy>");
+            eprintln!("usage: cargo xtask <bench|ci|gpu-check|reproduce|tidy>");
             std::process::exit(2)
         }
     }

@@ -11,6 +11,10 @@ struct Cli {
     /// More detail in error messages and logs (repeat for more).
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     verbose: u8,
+    /// Where the networks and detectors run: `cpu`, `cuda` (GPU 0) or `cuda:N` (GPU N; needs an
+    /// `llb` built with `--features cuda`).
+    #[arg(long, global = true, default_value = "cpu", value_name = "cpu|cuda|cuda:N")]
+    device: DeviceChoice,
     #[command(subcommand)]
     command: Command,
 }
@@ -38,19 +42,74 @@ enum Command {
 /// Parses the arguments, runs the subcommand and maps errors to exit codes.
 pub(crate) fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    let device = match cli.device.open() {
+        Ok(device) => device,
+        Err(err) => return exit_code(Err(err)),
+    };
     let result = match &cli.command {
         Command::Fetch(args) => fetch_cmd::run(args, cli.verbose),
-        Command::Fit(args) => with_logs(cli.verbose, || fit_cmd::run(args, false)),
-        Command::Purify(args) => with_logs(cli.verbose, || fit_cmd::run(args, true)),
-        Command::Predict(args) => with_logs(cli.verbose, || predict_cmd::run(args)),
-        Command::Eval(args) => with_logs(cli.verbose, || eval_cmd::run(args)),
-        Command::Experiment(args) => with_logs(cli.verbose, || experiment::run(args)),
+        Command::Fit(args) => with_logs(cli.verbose, || fit_cmd::run(args, false, &device)),
+        Command::Purify(args) => with_logs(cli.verbose, || fit_cmd::run(args, true, &device)),
+        Command::Predict(args) => with_logs(cli.verbose, || predict_cmd::run(args, &device)),
+        Command::Eval(args) => with_logs(cli.verbose, || eval_cmd::run(args, &device)),
+        Command::Experiment(args) => with_logs(cli.verbose, || experiment::run(args, &device)),
         Command::Metrics(args) => {
             init_tracing(cli.verbose);
             return metrics_cmd::main(args); // Exit code 2 for bad input, 1 otherwise.
         }
     };
     exit_code(result)
+}
+
+/// The `--device` option: which candle device runs the networks and detectors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum DeviceChoice {
+    /// The CPU (the default).
+    Cpu,
+    /// The CUDA GPU of this ordinal (`cuda` is `cuda:0`).
+    Cuda(usize),
+}
+
+impl std::str::FromStr for DeviceChoice {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "cpu" => Ok(Self::Cpu),
+            "cuda" => Ok(Self::Cuda(0)),
+            _ => s
+                .strip_prefix("cuda:")
+                .and_then(|n| n.parse().ok())
+                .map(Self::Cuda)
+                .ok_or_else(|| format!("`{s}` is not a device: use cpu, cuda or cuda:N")),
+        }
+    }
+}
+
+impl std::fmt::Display for DeviceChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Cpu => f.write_str("cpu"),
+            Self::Cuda(n) => write!(f, "cuda:{n}"),
+        }
+    }
+}
+
+impl DeviceChoice {
+    /// Opens the device. A CUDA device in an `llb` built without the `cuda` feature is an input
+    /// error (exit code 2); a CUDA device that the driver cannot open is a failure (exit code 1).
+    fn open(self) -> anyhow::Result<candle_core::Device> {
+        match self {
+            Self::Cpu => Ok(candle_core::Device::Cpu),
+            Self::Cuda(_) if !cfg!(feature = "cuda") => Err(metrics_cmd::bad(format!(
+                "--device {self}: this llb was built without the `cuda` feature (rebuild with \
+                 `cargo build --release -p llb-cli --features cuda`, or use --device cpu)"
+            ))),
+            Self::Cuda(ordinal) => candle_core::Device::new_cuda(ordinal).map_err(|e| {
+                anyhow::Error::new(e).context(format!("opening CUDA device {ordinal}"))
+            }),
+        }
+    }
 }
 
 /// Maps a subcommand's result to an exit code, printing the error and its context on one line
@@ -109,7 +168,36 @@ pub(crate) fn init_tracing(verbose: u8) {
 
 #[cfg(test)]
 mod tests {
-    use super::is_bad_input;
+    use super::{DeviceChoice, is_bad_input};
+
+    #[test]
+    fn device_choices_parse_and_print_back() {
+        for (text, choice) in [
+            ("cpu", DeviceChoice::Cpu),
+            ("cuda", DeviceChoice::Cuda(0)),
+            ("cuda:3", DeviceChoice::Cuda(3)),
+        ] {
+            assert_eq!(text.parse::<DeviceChoice>(), Ok(choice));
+        }
+        assert_eq!(DeviceChoice::Cuda(3).to_string(), "cuda:3");
+        for bad in ["gpu", "cuda:", "cuda:x", "cuda:-1", "CPU", "cuda0"] {
+            let err = bad.parse::<DeviceChoice>().unwrap_err();
+            assert!(err.contains("cpu, cuda or cuda:N"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn cpu_opens() {
+        assert!(DeviceChoice::Cpu.open().unwrap().is_cpu());
+    }
+
+    #[cfg(not(feature = "cuda"))]
+    #[test]
+    fn cuda_without_the_feature_is_bad_input() {
+        let err = DeviceChoice::Cuda(1).open().unwrap_err();
+        assert!(is_bad_input(&err));
+        assert!(format!("{err:#}").contains("built without the `cuda` feature"), "{err:#}");
+    }
 
     #[test]
     fn input_errors_are_told_from_internal_ones() {

@@ -1,6 +1,7 @@
 //! `llb eval`: a saved model's metrics on a labelled test split, as JSON and a Markdown table.
 
 use crate::pipeline::{DataArgs, OnBadImage, RunContext, evaluate, model_dir};
+use candle_core::Device;
 use std::path::PathBuf;
 
 /// Options of `llb eval`.
@@ -14,6 +15,10 @@ pub(crate) struct EvalArgs {
     /// Skip unreadable test images (reported) or stop at the first one.
     #[arg(long, value_enum, default_value = "skip")]
     pub(crate) on_bad_image: OnBadImage,
+    /// Side in pixels of the grid the pixel metrics are computed on (default: the encoder's
+    /// input side).
+    #[arg(long)]
+    pub(crate) pixel_size: Option<u32>,
     /// Also write `metrics.json` and `metrics.md` into this folder.
     #[arg(long)]
     pub(crate) out: Option<PathBuf>,
@@ -23,8 +28,8 @@ pub(crate) struct EvalArgs {
 }
 
 /// Runs `llb eval`: prints the metrics as one JSON object on stdout.
-pub(crate) fn run(args: &EvalArgs) -> anyhow::Result<()> {
-    let ctx = RunContext::new(args.cache.clone())?;
+pub(crate) fn run(args: &EvalArgs, device: &Device) -> anyhow::Result<()> {
+    let ctx = RunContext::new(args.cache.clone(), device)?;
     let (card, model) = model_dir::load(&args.model, &ctx.device)?;
     let dataset = args.data.load()?;
     anyhow::ensure!(!dataset.test.is_empty(), "the data set has no test split to evaluate on");
@@ -36,8 +41,14 @@ pub(crate) fn run(args: &EvalArgs) -> anyhow::Result<()> {
         card.weights_sha256
     );
     let test = extractor.extract(&dataset.test, args.on_bad_image)?;
-    let evaluation =
-        evaluate(&model, card.settings.test_score, &test, &dataset.test, extractor.preprocess())?;
+    let evaluation = evaluate(
+        &model,
+        card.settings.test_score,
+        &test,
+        &dataset.test,
+        extractor.preprocess(),
+        args.pixel_size,
+    )?;
     let json = serde_json::json!({
         "category": dataset.category,
         "n_test": evaluation.n_test,

@@ -5,6 +5,7 @@ use crate::pipeline::{
     fit_final, groups_of, model_dir, screen,
 };
 use anyhow::Context;
+use candle_core::Device;
 use llb_data::Dataset;
 use llb_purify::{Histogram, PurityReport};
 use llb_types::Label;
@@ -30,9 +31,9 @@ pub(crate) struct FitArgs {
 }
 
 /// Runs `llb fit`; with `stage1_only` (`llb purify`) stops after writing the screening results.
-pub(crate) fn run(args: &FitArgs, stage1_only: bool) -> anyhow::Result<()> {
+pub(crate) fn run(args: &FitArgs, stage1_only: bool, device: &Device) -> anyhow::Result<()> {
     let dataset = args.data.load()?;
-    let ctx = RunContext::new(args.cache.clone())?;
+    let ctx = RunContext::new(args.cache.clone(), device)?;
     let settings = args.model.settings();
     if stage1_only {
         anyhow::ensure!(settings.purify.is_some(), "`llb purify` runs stage 1: drop --no-purify");

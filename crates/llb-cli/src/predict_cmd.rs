@@ -2,6 +2,7 @@
 
 use crate::pipeline::{OnBadImage, RunContext, for_each_scored, model_dir};
 use anyhow::Context;
+use candle_core::Device;
 use llb_data::Sample;
 use llb_types::SampleId;
 use std::path::{Path, PathBuf};
@@ -33,8 +34,8 @@ pub(crate) struct PredictArgs {
 }
 
 /// Runs `llb predict`.
-pub(crate) fn run(args: &PredictArgs) -> anyhow::Result<()> {
-    let ctx = RunContext::new(args.cache.clone())?;
+pub(crate) fn run(args: &PredictArgs, device: &Device) -> anyhow::Result<()> {
+    let ctx = RunContext::new(args.cache.clone(), device)?;
     let (card, model) = model_dir::load(&args.model, &ctx.device)?;
     let samples = if args.input.is_file() {
         let name =

@@ -19,6 +19,10 @@ pub(crate) struct Manifest {
     pub(crate) contamination_ratios: Vec<f64>,
     /// Seed of the contamination draw (data sets with a clean training set).
     pub(crate) contamination_seed: u64,
+    /// Side in pixels of the grid every backbone's pixel metrics are computed on; `None` uses
+    /// each encoder's input side (not comparable across input sizes).
+    #[serde(default)]
+    pub(crate) pixel_eval_px: Option<u32>,
     /// The backbones compared, each as its purified settings; every backbone also runs without
     /// stage 1 (the baseline). Ablations vary the first one.
     pub(crate) backbones: Vec<FitSettings>,

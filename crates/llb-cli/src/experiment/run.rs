@@ -7,6 +7,7 @@ use crate::pipeline::{
     screen,
 };
 use anyhow::Context;
+use candle_core::Device;
 use llb_data::{ContaminationConfig, Dataset, RealIadSplit, Sample};
 use llb_purify::PurityReport;
 use llb_types::Label;
@@ -98,9 +99,9 @@ pub(crate) struct Results {
 }
 
 /// Runs `llb experiment`.
-pub(crate) fn run(args: &ExperimentArgs) -> anyhow::Result<()> {
+pub(crate) fn run(args: &ExperimentArgs, device: &Device) -> anyhow::Result<()> {
     let manifest = Manifest::read(&args.manifest)?;
-    let ctx = RunContext::new(args.cache.clone())?;
+    let ctx = RunContext::new(args.cache.clone(), device)?;
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
     let log_path = args.out.join(format!("{}.rows.jsonl", manifest.name));
@@ -165,6 +166,7 @@ pub(crate) fn run(args: &ExperimentArgs) -> anyhow::Result<()> {
                         &test,
                         &data.test,
                         extractor.preprocess(),
+                        manifest.pixel_eval_px,
                     )?;
                     let row = result_row(
                         &data,

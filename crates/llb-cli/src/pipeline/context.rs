@@ -11,7 +11,6 @@ use llb_features::{
     EfficientNetLiteEncoderConfig, Encoder, FeatureCache, ViTConfig,
 };
 use std::path::PathBuf;
-
 /// Where assets and features live, and which device runs the networks.
 pub(crate) struct RunContext {
     pub(crate) assets: AssetCache,
@@ -20,8 +19,9 @@ pub(crate) struct RunContext {
 }
 
 impl RunContext {
-    /// The cache at `cache` (or `$LLB_CACHE`, default `~/.cache/llb`) on the CPU.
-    pub(crate) fn new(cache: Option<PathBuf>) -> anyhow::Result<Self> {
+    /// The cache at `cache` (or `$LLB_CACHE`, default `~/.cache/llb`), running on `device`
+    /// (the command line's `--device`).
+    pub(crate) fn new(cache: Option<PathBuf>, device: &Device) -> anyhow::Result<Self> {
         let assets = match cache {
             Some(dir) => AssetCache::new(dir),
             None => {
@@ -29,7 +29,7 @@ impl RunContext {
             }
         };
         let options = FetchOptions::offline(llb_assets::hub_cache_from_env());
-        Ok(Self { assets, options, device: Device::Cpu })
+        Ok(Self { assets, options, device: device.clone() })
     }
 
     /// The cache path of a bundle's converted weights, fetching and converting them on first use.

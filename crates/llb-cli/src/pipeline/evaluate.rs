@@ -19,8 +19,8 @@ pub(crate) struct Evaluation {
     pub(crate) n_test_anomalous: usize,
     /// I-AUROC, I-AP, I-F1max.
     pub(crate) image: ImageMetrics,
-    /// P-AUROC, P-AP, P-F1max, P-AUPRO at the model's input resolution; `None` when no test
-    /// image has a mask.
+    /// P-AUROC, P-AP, P-F1max, P-AUPRO at [`Evaluation::pixel_resolution_px`]; `None` when no
+    /// test image has a mask.
     pub(crate) pixel: Option<PixelMetrics>,
     /// Side of the square maps and masks the pixel metrics were computed at.
     pub(crate) pixel_resolution_px: usize,
@@ -48,14 +48,20 @@ pub(crate) fn for_each_scored(
 }
 
 /// One anomaly map per test image, in batches, fed to the exact metric evaluators.
+///
+/// Pixel metrics are computed at `pixel_px` (maps and masks both at that side, the mask cut
+/// from the same part of the image as the encoder's input), or at the encoder's input side
+/// when `None`, so that models with different input sizes can be compared on one grid.
 pub(crate) fn evaluate(
     model: &FittedDetector,
     rule: ImageScoreRule,
     test: &Extracted,
     samples: &[Sample],
     preprocess: &PreprocessConfig,
+    pixel_px: Option<u32>,
 ) -> anyhow::Result<Evaluation> {
     let _span = tracing::info_span!("evaluate", n_samples = test.ids.len()).entered();
+    let preprocess = &scaled(preprocess, pixel_px.unwrap_or(preprocess.crop_px));
     let size = preprocess.crop_px as usize;
     let by_id: std::collections::BTreeMap<_, _> = samples.iter().map(|s| (&s.id, s)).collect();
     let has_masks = samples.iter().any(|s| s.mask_path.is_some());
@@ -85,4 +91,27 @@ pub(crate) fn evaluate(
         pixel,
         pixel_resolution_px: size,
     })
+}
+
+/// `preprocess` with its geometry scaled so that the crop is `crop_px` (same field of view).
+fn scaled(preprocess: &PreprocessConfig, crop_px: u32) -> PreprocessConfig {
+    let ratio = f64::from(crop_px) / f64::from(preprocess.crop_px);
+    let resize_px = ((f64::from(preprocess.resize_px) * ratio).round() as u32).max(crop_px);
+    PreprocessConfig { resize_px, crop_px, ..preprocess.clone() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scaled_geometry_keeps_the_field_of_view() {
+        let base = PreprocessConfig::imagenet(256, 224);
+        let half = scaled(&base, 112);
+        assert_eq!((half.resize_px, half.crop_px, half.mean), (128, 112, base.mean));
+        assert_eq!(scaled(&base, 224), base);
+        // Resize never drops below the crop, whatever the rounding.
+        let odd = scaled(&PreprocessConfig::imagenet(15, 14), 3);
+        assert!(odd.resize_px >= odd.crop_px);
+    }
 }

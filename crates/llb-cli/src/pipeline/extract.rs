@@ -81,8 +81,16 @@ impl Extractor {
             mean: spec.mean,
             std: spec.std,
         };
+        // Features computed on a GPU differ from the CPU's in the last bits: keep their cache
+        // entries apart, so that the same settings give the same scores whichever device filled
+        // the cache first (CPU keys are unchanged).
+        let encoder_name = if device.is_cpu() {
+            encoder.name()
+        } else {
+            format!("{}@{}", encoder.name(), if device.is_cuda() { "cuda" } else { "gpu" })
+        };
         let key = FeatureKey {
-            encoder: encoder.name(),
+            encoder: encoder_name,
             weights_sha256: weights_sha256.to_owned(),
             input_size_px: (image_size_px as usize, image_size_px as usize),
         };

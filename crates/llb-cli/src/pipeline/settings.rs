@@ -3,24 +3,45 @@
 
 use super::backbone::{DetectorSettings, EncoderKind, EncoderSettings};
 use super::twostage::{FitSettings, PurifySettings};
-use llb_detect::{ImageScoreRule, PatchCoreConfig};
+use llb_detect::{
+    DinomalyConfig, ImageScoreRule, PatchCoreConfig, SoftPatchConfig, TrainingLength,
+};
 use llb_features::PatchAggregatorConfig;
 use llb_submodel::{PartitionConfig, PartitionMode, Stage1Config};
+
+/// The detectors `--detector` can choose.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum DetectorKind {
+    /// PatchCore (memory bank of patch features, nearest-neighbour distance).
+    Patchcore,
+    /// SoftPatch (PatchCore with LOF patch denoising and soft re-weighting).
+    Softpatch,
+    /// Dinomaly (decoder trained to reconstruct DINOv2 blocks 2..9; the CPU-scale preset).
+    Dinomaly,
+}
 
 /// Model options shared by `fit`, `purify` and `experiment`.
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct ModelArgs {
+    /// Detector fitted in both stages.
+    #[arg(long, value_enum, default_value = "patchcore")]
+    pub(crate) detector: DetectorKind,
+    /// Dinomaly training length in epochs (passes over the training set), instead of the
+    /// preset's fixed iteration count.
+    #[arg(long)]
+    pub(crate) epochs: Option<f64>,
     /// Frozen encoder.
     #[arg(long, value_enum, default_value = "dinov2-vits14")]
     pub(crate) encoder: EncoderKind,
     /// Encoder blocks feeding the detector (0-based, comma-separated; default 3,5 for DINOv2,
-    /// 4,10 for EfficientNet-Lite0, whose two grids are merged by PatchCore's aggregation).
+    /// 4,10 for EfficientNet-Lite0, whose two grids are merged by PatchCore's aggregation, and
+    /// 2..9 for Dinomaly).
     #[arg(long, value_delimiter = ',')]
     pub(crate) layers: Option<Vec<usize>>,
     /// Square input side in pixels (a multiple of the encoder's patch size).
     #[arg(long, default_value_t = 224)]
     pub(crate) image_size: u32,
-    /// Fraction of training patches kept in PatchCore's memory bank.
+    /// Fraction of training patches kept in the memory bank (PatchCore, SoftPatch).
     #[arg(long, default_value_t = 0.1)]
     pub(crate) coreset_fraction: f64,
     /// Number of sub-models K in stage 1.
@@ -40,7 +61,8 @@ pub(crate) struct ModelArgs {
     /// Fit the detector on every training image (the baseline without purification).
     #[arg(long)]
     pub(crate) no_purify: bool,
-    /// Seed of every random choice (partition, coreset, calibration split).
+    /// Seed of every random choice (partition, coreset, Dinomaly's weights and batches,
+    /// calibration split).
     #[arg(long, default_value_t = 0)]
     pub(crate) seed: u64,
 }
@@ -48,11 +70,32 @@ pub(crate) struct ModelArgs {
 impl ModelArgs {
     /// The settings these options describe.
     pub(crate) fn settings(&self) -> FitSettings {
-        let detector = DetectorSettings::Patchcore(PatchCoreConfig {
-            coreset_fraction: self.coreset_fraction,
-            seed: self.seed,
-            ..PatchCoreConfig::roth2022()
-        });
+        let detector = match self.detector {
+            DetectorKind::Patchcore => DetectorSettings::Patchcore(PatchCoreConfig {
+                coreset_fraction: self.coreset_fraction,
+                seed: self.seed,
+                ..PatchCoreConfig::roth2022()
+            }),
+            DetectorKind::Softpatch => DetectorSettings::Softpatch(SoftPatchConfig {
+                coreset_fraction: self.coreset_fraction,
+                seed: self.seed,
+                ..SoftPatchConfig::jiang2022()
+            }),
+            DetectorKind::Dinomaly => {
+                let mut config = DinomalyConfig::llb_cpu();
+                config.seed = self.seed;
+                if let Some(epochs) = self.epochs {
+                    config.length = TrainingLength::Epochs(epochs);
+                }
+                DetectorSettings::Dinomaly(config)
+            }
+        };
+        let default_layers = match (self.detector, self.encoder) {
+            (DetectorKind::Dinomaly, _) => (2..=9).collect(),
+            (_, EncoderKind::Dinov2Vits14) => vec![3, 5],
+            (_, EncoderKind::EfficientnetLite0) => vec![4, 10],
+        };
+        let layers = self.layers.clone().unwrap_or(default_layers);
         let mode = if self.group_aware { PartitionMode::GroupAware } else { PartitionMode::Random };
         let purify = (!self.no_purify).then(|| PurifySettings {
             stage1: Stage1Config {
@@ -63,20 +106,17 @@ impl ModelArgs {
             fusion: self.fusion.clone(),
             selection: self.selection.clone(),
         });
+        // PatchCore-style detectors merge CNN grids with the patch aggregation; Dinomaly
+        // reconstructs the blocks as they are.
+        let aggregation = (self.encoder == EncoderKind::EfficientnetLite0
+            && self.detector != DetectorKind::Dinomaly)
+            .then(PatchAggregatorConfig::anomalib);
         FitSettings {
-            encoder: match self.encoder {
-                EncoderKind::Dinov2Vits14 => EncoderSettings {
-                    kind: self.encoder,
-                    layers: self.layers.clone().unwrap_or(vec![3, 5]),
-                    image_size_px: self.image_size,
-                    aggregation: None,
-                },
-                EncoderKind::EfficientnetLite0 => EncoderSettings {
-                    kind: self.encoder,
-                    layers: self.layers.clone().unwrap_or(vec![4, 10]),
-                    image_size_px: self.image_size,
-                    aggregation: Some(PatchAggregatorConfig::anomalib()),
-                },
+            encoder: EncoderSettings {
+                kind: self.encoder,
+                layers,
+                image_size_px: self.image_size,
+                aggregation,
             },
             detector,
             purify,

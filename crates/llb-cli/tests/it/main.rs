@@ -6,3 +6,10 @@ mod metrics;
 // `llb fit` → `llb predict` → `llb eval` on a tiny generated benchmark with the real DINOv2-S
 // weights from the cache (`llb fetch` fills it; CI runs it first).
 mod pipeline;
+
+// `llb experiment` on a tiny data set in Real-IAD's layout (json FUIAD splits, 5-view samples):
+// the `--realiad` route of `cargo xtask reproduce`, with group-aware stage 1.
+mod realiad;
+
+// `--device`: cpu works, malformed values and CUDA in a CPU-only build are input errors.
+mod device;

@@ -13,7 +13,7 @@ fn asset_cache() -> PathBuf {
 }
 
 /// A scratch cache whose `weights/` points at the real one, so test features stay out of it.
-fn scratch_cache(dir: &Path) -> PathBuf {
+pub(crate) fn scratch_cache(dir: &Path) -> PathBuf {
     let weights = asset_cache().join("weights");
     assert!(
         weights.join("dinov2-vits14.safetensors").is_file(),
@@ -26,7 +26,7 @@ fn scratch_cache(dir: &Path) -> PathBuf {
     cache
 }
 
-fn llb(args: &[&str]) -> serde_json::Value {
+pub(crate) fn llb(args: &[&str]) -> serde_json::Value {
     let out = Command::new(env!("CARGO_BIN_EXE_llb"))
         .args(args)
         .env("RUST_LOG", "warn")
@@ -126,4 +126,68 @@ fn fit_predict_eval_on_a_contaminated_benchmark() {
     }
     // Stains and holes on a smooth synthetic texture are easy: far above chance.
     assert!(eval["i_auroc"].as_f64().unwrap() > 0.7, "{eval}");
+}
+
+/// `--detector dinomaly` through both stages: sub-models and the final model are Dinomaly
+/// decoders (1 epoch at 56 px, so the test stays fast), saved, reloaded and used by `predict`.
+#[test]
+fn fit_and_predict_with_dinomaly_as_the_backbone() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = scratch_cache(dir.path());
+    let data = dir.path().join("data");
+    let config = BenchmarkConfig {
+        seed: 7,
+        tile_size_px: 56,
+        n_train_good: 12,
+        n_test_good: 2,
+        n_test_defective: 4,
+        defect_kinds: vec![DefectKind::Stain],
+        tile_source: TileSource::WholePhoto,
+    };
+    generate_benchmark(&[synthetic_texture("tex", 2, 128, 128)], &config, &data).unwrap();
+    let (cache, data) = (cache.to_str().unwrap(), format!("mvtec:{}", data.display()));
+    let model = dir.path().join("model");
+    let model = model.to_str().unwrap();
+    let fit = llb(&[
+        "fit",
+        "--data",
+        &data,
+        "--category",
+        "tex",
+        "--contamination",
+        "0.25",
+        "--out",
+        model,
+        "-k",
+        "2",
+        "--detector",
+        "dinomaly",
+        "--epochs",
+        "1",
+        "--image-size",
+        "56",
+        "--cache",
+        cache,
+    ]);
+    assert_eq!(fit["n_train"], 16);
+    let card: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(Path::new(model).join("llb.json")).unwrap())
+            .unwrap();
+    assert_eq!(card["settings"]["detector"]["kind"], "dinomaly");
+    assert_eq!(card["settings"]["detector"]["length"]["epochs"], 1.0);
+    assert_eq!(card["settings"]["encoder"]["layers"], serde_json::json!([2, 3, 4, 5, 6, 7, 8, 9]));
+
+    let predictions = dir.path().join("predictions");
+    let predict = llb(&[
+        "predict",
+        "--model",
+        model,
+        "--input",
+        dir.path().join("data/tex/test/stain").to_str().unwrap(),
+        "--out",
+        predictions.to_str().unwrap(),
+        "--cache",
+        cache,
+    ]);
+    assert_eq!(predict["n_images"], 4);
 }
