@@ -47,10 +47,12 @@ const REALIAD_CATEGORIES: [&str; 30] = [
     "zipper",
 ];
 
-/// Runs `cargo xtask reproduce [--manifest PATH] [--realiad ROOT] [--render-only]`.
+/// Runs `cargo xtask reproduce [--manifest PATH] [--realiad ROOT [--categories A,B]]
+/// [--render-only]`.
 pub(crate) fn run(sh: &Shell, args: &[String]) -> anyhow::Result<()> {
     let mut manifest = PathBuf::from(DEFAULT_MANIFEST);
     let mut realiad: Option<PathBuf> = None;
+    let mut categories: Vec<String> = REALIAD_CATEGORIES.iter().map(|c| c.to_string()).collect();
     let mut render_only = false;
     let mut it = args.iter();
     while let Some(arg) = it.next() {
@@ -59,12 +61,16 @@ pub(crate) fn run(sh: &Shell, args: &[String]) -> anyhow::Result<()> {
             "--realiad" => {
                 realiad = Some(it.next().context("--realiad needs the Real-IAD root")?.into())
             }
+            "--categories" => {
+                let list = it.next().context("--categories needs a comma-separated list")?;
+                categories = list.split(',').map(str::to_owned).collect();
+            }
             "--render-only" => render_only = true,
             other => anyhow::bail!("reproduce: unknown argument `{other}`"),
         }
     }
     if let Some(root) = &realiad {
-        manifest = realiad_manifest(&manifest, root)?;
+        manifest = realiad_manifest(&manifest, root, &categories)?;
     }
     let text = std::fs::read_to_string(&manifest)
         .with_context(|| format!("reading {}", manifest.display()))?;
@@ -100,14 +106,15 @@ pub(crate) fn render_files(root: &Path, name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The default manifest pointed at a Real-IAD copy: all 30 categories, its FUIAD splits.
-fn realiad_manifest(base: &Path, root: &Path) -> anyhow::Result<PathBuf> {
+/// The default manifest pointed at a Real-IAD copy: the given categories (all 30 by default),
+/// its FUIAD splits.
+fn realiad_manifest(base: &Path, root: &Path, categories: &[String]) -> anyhow::Result<PathBuf> {
     let text =
         std::fs::read_to_string(base).with_context(|| format!("reading {}", base.display()))?;
     let mut manifest: serde_json::Value = serde_json::from_str(&text)?;
     manifest["name"] = "realiad".into();
     manifest["dataset"] =
-        serde_json::json!({"kind": "realiad", "root": root, "categories": REALIAD_CATEGORIES});
+        serde_json::json!({"kind": "realiad", "root": root, "categories": categories});
     manifest["contamination_ratios"] = serde_json::json!([0.0, 0.1, 0.2, 0.4]);
     let path = crate::project_root().join("results/realiad.manifest.json");
     std::fs::create_dir_all(path.parent().expect("results/ has a parent"))?;
