@@ -26,6 +26,28 @@ pub(crate) fn scratch_cache(dir: &Path) -> PathBuf {
     cache
 }
 
+/// Generates a one-category benchmark (`tex`, whole-photo tiles) into `out` from a synthetic
+/// texture photo of `texture_px` pixels, with `(train, good test, defective test)` images.
+pub(crate) fn tiny_benchmark(
+    out: &Path,
+    seed: u64,
+    (tile_size_px, texture_px): (u32, u32),
+    (n_train_good, n_test_good, n_test_defective): (usize, usize, usize),
+    defect_kinds: Vec<DefectKind>,
+) {
+    let config = BenchmarkConfig {
+        seed,
+        tile_size_px,
+        n_train_good,
+        n_test_good,
+        n_test_defective,
+        defect_kinds,
+        tile_source: TileSource::WholePhoto,
+    };
+    let texture = synthetic_texture("tex", seed, texture_px, texture_px);
+    generate_benchmark(&[texture], &config, out).unwrap();
+}
+
 pub(crate) fn llb(args: &[&str]) -> serde_json::Value {
     let out = Command::new(env!("CARGO_BIN_EXE_llb"))
         .args(args)
@@ -42,16 +64,8 @@ fn fit_predict_eval_on_a_contaminated_benchmark() {
     let dir = tempfile::tempdir().unwrap();
     let cache = scratch_cache(dir.path());
     let data = dir.path().join("data");
-    let config = BenchmarkConfig {
-        seed: 5,
-        tile_size_px: 112,
-        n_train_good: 16,
-        n_test_good: 6,
-        n_test_defective: 12,
-        defect_kinds: vec![DefectKind::Stain, DefectKind::Hole, DefectKind::CutPaste],
-        tile_source: TileSource::WholePhoto,
-    };
-    generate_benchmark(&[synthetic_texture("tex", 1, 256, 256)], &config, &data).unwrap();
+    let kinds = vec![DefectKind::Stain, DefectKind::Hole, DefectKind::CutPaste];
+    tiny_benchmark(&data, 5, (112, 256), (16, 6, 12), kinds);
     let (cache, data) = (cache.to_str().unwrap(), format!("mvtec:{}", data.display()));
     let model = dir.path().join("model");
     let model = model.to_str().unwrap();
@@ -135,16 +149,7 @@ fn fit_and_predict_with_dinomaly_as_the_backbone() {
     let dir = tempfile::tempdir().unwrap();
     let cache = scratch_cache(dir.path());
     let data = dir.path().join("data");
-    let config = BenchmarkConfig {
-        seed: 7,
-        tile_size_px: 56,
-        n_train_good: 12,
-        n_test_good: 2,
-        n_test_defective: 4,
-        defect_kinds: vec![DefectKind::Stain],
-        tile_source: TileSource::WholePhoto,
-    };
-    generate_benchmark(&[synthetic_texture("tex", 2, 128, 128)], &config, &data).unwrap();
+    tiny_benchmark(&data, 7, (56, 128), (12, 2, 4), vec![DefectKind::Stain]);
     let (cache, data) = (cache.to_str().unwrap(), format!("mvtec:{}", data.display()));
     let model = dir.path().join("model");
     let model = model.to_str().unwrap();

@@ -2,9 +2,8 @@
 //! every benchmark image becomes one camera view, five views make one physical sample, and the
 //! FUIAD json splits move whole anomalous samples into training.
 
-use super::pipeline::{llb, scratch_cache};
-use llb_data::synthetic_texture;
-use llb_data::{BenchmarkConfig, DefectKind, Sample, TileSource, generate_benchmark, read_mvtec};
+use super::pipeline::{llb, scratch_cache, tiny_benchmark};
+use llb_data::{DefectKind, Sample, read_mvtec};
 use std::path::Path;
 
 const VIEWS: usize = 5;
@@ -41,16 +40,7 @@ fn experiment_runs_on_realiad_fuiad_splits_with_group_aware_purification() {
     let dir = tempfile::tempdir().unwrap();
     let cache = scratch_cache(dir.path());
     let bench = dir.path().join("bench");
-    let config = BenchmarkConfig {
-        seed: 11,
-        tile_size_px: 56,
-        n_train_good: 20,
-        n_test_good: 10,
-        n_test_defective: 20,
-        defect_kinds: vec![DefectKind::Stain, DefectKind::Hole],
-        tile_source: TileSource::WholePhoto,
-    };
-    generate_benchmark(&[synthetic_texture(CATEGORY, 3, 192, 192)], &config, &bench).unwrap();
+    tiny_benchmark(&bench, 11, (56, 192), (20, 10, 20), vec![DefectKind::Stain, DefectKind::Hole]);
     let data = read_mvtec(&bench, CATEGORY).unwrap();
     let (good_test, bad_test): (Vec<Sample>, Vec<Sample>) =
         data.test.iter().cloned().partition(|s| !s.is_anomalous());
