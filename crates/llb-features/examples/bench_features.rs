@@ -1,6 +1,11 @@
 //! Feature-extraction benchmark: DINOv2 ViT-S/14 images per second at 224 and 448 px, batch 1
 //! and 8, the achieved GFLOP/s beside this machine's measured f32 GEMM rate, and the same graph
-//! through onnxruntime (a Python subprocess, benchmark only) as the peer.
+//! through onnxruntime (a Python subprocess, benchmark only) as the peer; then where the time
+//! of a forward goes, per stage of the blocks (timed through the encoder's `vit_stage` trace
+//! spans).
+//!
+//! Environment: `LLB_BENCH_CASES=224x8x5,448x1x3` (size x batch x repetitions) picks the cases,
+//! `LLB_BENCH_PEER=0` skips onnxruntime, `LLB_BENCH_PROFILE=0` skips the per-stage tables.
 //!
 //! Run: `cargo run --release -p llb-features --example bench_features`
 //! (needs `$LLB_CACHE/weights/dinov2-vits14.safetensors`, from `cargo run -p llb-cli --release
@@ -13,10 +18,33 @@ use candle_core::{DType, Device, Tensor};
 use llb_features::{Dinov2Config, Dinov2Encoder, Encoder, ViTConfig};
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::Instant;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// (input side in px, batch size, timed repetitions).
 const CASES: [(usize, usize, usize); 4] = [(224, 1, 5), (224, 8, 3), (448, 1, 3), (448, 8, 1)];
+
+/// The cases to run: `LLB_BENCH_CASES` (`SIZExBATCHxREPS`, comma-separated, e.g. `224x8x5`) or
+/// [`CASES`].
+fn cases() -> anyhow_free::Result<Vec<(usize, usize, usize)>> {
+    let Ok(spec) = std::env::var("LLB_BENCH_CASES") else {
+        return Ok(CASES.to_vec());
+    };
+    spec.split(',')
+        .map(|case| {
+            let v: Vec<usize> = case.split('x').map(str::parse).collect::<Result<_, _>>()?;
+            match v[..] {
+                [size, batch, reps] if reps > 0 => Ok((size, batch, reps)),
+                _ => Err(format!("bad LLB_BENCH_CASES entry {case:?}").into()),
+            }
+        })
+        .collect()
+}
+
+/// Whether the environment variable `name` is set to `0` (a part of the run switched off).
+fn off(name: &str) -> bool {
+    std::env::var(name).is_ok_and(|v| v == "0")
+}
 
 fn cache_root() -> PathBuf {
     std::env::var_os("LLB_CACHE").map(PathBuf::from).unwrap_or_else(|| {
@@ -110,82 +138,133 @@ fn onnxruntime_peer(
         .collect()
 }
 
-/// Times each operation of one DINOv2-S block at `batch` images of `n` tokens (257 at 224 px,
-/// 1025 at 448 px), with random tensors of the block's shapes, to show where the time goes.
-fn profile_block(batch: usize, n: usize) -> anyhow_free::Result<Vec<(&'static str, f64, f64)>> {
-    let (d, m, h) = (384, 1536, 6);
-    let hd = d / h;
-    let dev = Device::Cpu;
-    let r = |shape: &[usize]| Tensor::randn(0f32, 1.0, shape, &dev);
-    let x = r(&[batch, n, d])?;
-    let (w, b) = (r(&[d])?, r(&[d])?);
-    let x2 = x.reshape((batch * n, d))?;
-    let w_qkv = r(&[d, 3 * d])?;
-    let b_qkv = r(&[3 * d])?;
-    let qkv = r(&[batch, n, 3, h, hd])?;
-    let q = r(&[batch, h, n, hd])?;
-    let k = r(&[batch, h, n, hd])?;
-    let att = r(&[batch, h, n, n])?;
-    let ctx = r(&[batch, h, n, hd])?;
-    let w_proj = r(&[d, d])?;
-    let w_fc1 = r(&[d, m])?;
-    let w_fc2 = r(&[m, d])?;
-    let hidden = r(&[batch * n, m])?;
-    let b_fc1 = r(&[m])?;
-    let flop = |f: f64| f * batch as f64;
-    let nf = n as f64;
-    let (df, mf) = (d as f64, m as f64);
-    let mut rows: Vec<(&'static str, f64, f64)> = Vec::new();
-    let mut add = |name, flops: f64, secs: f64| rows.push((name, secs, flops / secs / 1e9));
-    add(
-        "layernorm (x2 per block)",
-        0.0,
-        2.0 * time(5, || Ok(candle_nn::ops::layer_norm(&x, &w, &b, 1e-6).map(drop)?))?,
-    );
-    add(
-        "qkv GEMM + bias",
-        flop(2.0 * nf * df * 3.0 * df),
-        time(5, || Ok(x2.matmul(&w_qkv)?.broadcast_add(&b_qkv).map(drop)?))?,
-    );
-    add(
-        "qkv head split (permute copy)",
-        0.0,
-        time(5, || Ok(qkv.permute((2, 0, 3, 1, 4))?.contiguous().map(drop)?))?,
-    );
-    add(
-        "q kT (batched GEMM)",
-        flop(2.0 * nf * nf * df),
-        time(5, || Ok(q.matmul(&k.t()?).map(drop)?))?,
-    );
-    add("softmax", 0.0, time(5, || Ok(llb_features::softmax_last_dim(&att).map(drop)?))?);
-    add(
-        "attn v (batched GEMM)",
-        flop(2.0 * nf * nf * df),
-        time(5, || Ok(att.matmul(&k).map(drop)?))?,
-    );
-    add(
-        "head merge (transpose copy)",
-        0.0,
-        time(5, || Ok(ctx.transpose(1, 2)?.contiguous().map(drop)?))?,
-    );
-    add(
-        "proj GEMM + bias",
-        flop(2.0 * nf * df * df),
-        time(5, || Ok(x2.matmul(&w_proj)?.broadcast_add(&b).map(drop)?))?,
-    );
-    add(
-        "fc1 GEMM + bias",
-        flop(2.0 * nf * df * mf),
-        time(5, || Ok(x2.matmul(&w_fc1)?.broadcast_add(&b_fc1).map(drop)?))?,
-    );
-    add("gelu (erf)", 0.0, time(5, || Ok(llb_features::gelu_erf(&hidden).map(drop)?))?);
-    add(
-        "fc2 GEMM + bias",
-        flop(2.0 * nf * mf * df),
-        time(5, || Ok(hidden.matmul(&w_fc2)?.broadcast_add(&b).map(drop)?))?,
-    );
-    add("residual adds (x2)", 0.0, 2.0 * time(5, || Ok((&x + &x).map(drop)?))?);
-    Ok(rows)
+/// A `tracing` subscriber that adds up, per stage, the time spent inside the `vit_stage` spans
+/// the encoder's CPU path opens around each step of a block (their `stage` field names it).
+#[derive(Clone, Default)]
+struct StageTimer(Arc<Mutex<StageTimes>>);
+
+#[derive(Default)]
+struct StageTimes {
+    /// Stage names in order of first appearance; a span's id is its index + 1.
+    names: Vec<String>,
+    totals: Vec<Duration>,
+    entered: Vec<Option<Instant>>,
+}
+
+/// Reads the `stage` field of a span.
+struct StageName(Option<String>);
+
+impl tracing::field::Visit for StageName {
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        if field.name() == "stage" {
+            self.0 = Some(value.to_owned());
+        }
+    }
+
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "stage" {
+            self.0 = Some(format!("{value:?}"));
+        }
+    }
+}
+
+impl StageTimer {
+    fn times(&self) -> std::sync::MutexGuard<'_, StageTimes> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// (stage, total seconds) in order of first appearance.
+    fn totals(&self) -> Vec<(String, f64)> {
+        let t = self.times();
+        t.names.iter().cloned().zip(t.totals.iter().map(Duration::as_secs_f64)).collect()
+    }
+}
+
+impl tracing::Subscriber for StageTimer {
+    fn enabled(&self, meta: &tracing::Metadata<'_>) -> bool {
+        meta.name() == "vit_stage"
+    }
+
+    fn new_span(&self, span: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        let mut name = StageName(None);
+        span.record(&mut name);
+        let name = name.0.unwrap_or_else(|| span.metadata().name().to_owned());
+        let mut t = self.times();
+        let i = t.names.iter().position(|n| *n == name).unwrap_or_else(|| {
+            t.names.push(name);
+            t.totals.push(Duration::ZERO);
+            t.entered.push(None);
+            t.names.len() - 1
+        });
+        tracing::span::Id::from_u64(i as u64 + 1)
+    }
+
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+
+    fn event(&self, _: &tracing::Event<'_>) {}
+
+    fn enter(&self, span: &tracing::span::Id) {
+        let i = span.into_u64() as usize - 1;
+        self.times().entered[i] = Some(Instant::now());
+    }
+
+    fn exit(&self, span: &tracing::span::Id) {
+        let i = span.into_u64() as usize - 1;
+        let mut t = self.times();
+        if let Some(start) = t.entered[i].take() {
+            t.totals[i] += start.elapsed();
+        }
+    }
+}
+
+/// FLOPs of one block's stage at `batch` images of `n` tokens (0 for the non-GEMM stages).
+fn stage_flops(stage: &str, batch: usize, n: usize, d: usize) -> f64 {
+    let t = (batch * n) as f64;
+    let (d, nf) = (d as f64, n as f64);
+    match stage {
+        "qkv" => 2.0 * t * d * 3.0 * d,
+        "attention" => 4.0 * batch as f64 * nf * nf * d,
+        "proj" => 2.0 * t * d * d,
+        "fc1" | "fc2" => 2.0 * t * d * 4.0 * d,
+        _ => 0.0,
+    }
+}
+
+/// Runs `encoder` `reps` times on random `[batch, 3, px, px]` images under a [`StageTimer`] and
+/// returns (stage, seconds per forward, GFLOP/s) and the seconds per forward.
+#[allow(clippy::type_complexity, reason = "a benchmark's table rows")]
+fn profile_stages(
+    encoder: &Dinov2Encoder,
+    px: usize,
+    batch: usize,
+    reps: usize,
+) -> anyhow_free::Result<(Vec<(String, f64, f64)>, f64)> {
+    let x = Tensor::randn(0f32, 1.0, (batch, 3, px, px), &Device::Cpu)?;
+    encoder.forward(&x)?;
+    let timer = StageTimer::default();
+    let start = Instant::now();
+    tracing::subscriber::with_default(timer.clone(), || -> anyhow_free::Result<()> {
+        for _ in 0..reps {
+            encoder.forward(&x)?;
+        }
+        Ok(())
+    })?;
+    let per_forward = start.elapsed().as_secs_f64() / reps as f64;
+    let n = (px / 14) * (px / 14) + 1;
+    let blocks = encoder.vit().n_blocks() as f64;
+    let d = encoder.vit().config().hidden_size;
+    let rows = timer
+        .totals()
+        .into_iter()
+        .map(|(stage, secs)| {
+            let secs = secs / reps as f64;
+            let gflops = stage_flops(&stage, batch, n, d) * blocks / secs / 1e9;
+            (stage, secs, gflops)
+        })
+        .collect();
+    Ok((rows, per_forward))
 }
 
 fn main() -> anyhow_free::Result<()> {
@@ -215,7 +294,7 @@ fn main() -> anyhow_free::Result<()> {
         "| net | px | batch | ms/batch | img/s | GFLOP/s | % of GEMM | onnxruntime img/s | ratio |"
     );
     println!("|---|---|---|---|---|---|---|---|---|");
-    for (size, batch, reps) in CASES {
+    for (size, batch, reps) in cases()? {
         let x =
             Tensor::randn(0f32, 1.0, (batch, 3, size, size), &Device::Cpu)?.to_dtype(DType::F32)?;
         // The peer runs right after our timing of the same case, so both see the same load.
@@ -229,7 +308,7 @@ fn main() -> anyhow_free::Result<()> {
             })?;
             let flops = config.vit.forward_flops(size, size, n_blocks) * batch as f64;
             let gflops = flops / secs / 1e9;
-            if n_blocks == 12 {
+            if n_blocks == 12 && !off("LLB_BENCH_PEER") {
                 match onnxruntime_peer(&onnx, &[(size, batch, reps)]) {
                     Ok(rows) => peer_rows = Some(rows),
                     Err(why) => println!("onnxruntime peer skipped: {why}"),
@@ -256,17 +335,29 @@ fn main() -> anyhow_free::Result<()> {
     println!(
         "\nonnxruntime: python3 subprocess, intra_op_num_threads=2, same case right after ours"
     );
-    for (px, batch, n) in [(224, 8, 257), (448, 1, 1025)] {
-        println!("\n## One block at {px} px, batch {batch}: where the time goes\n");
-        println!("| op | ms | GFLOP/s |");
+    if off("LLB_BENCH_PROFILE") {
+        return Ok(());
+    }
+    for (px, batch) in [(224, 8), (448, 1)] {
+        println!("\n## 12 blocks + norm at {px} px, batch {batch}: where the time goes\n");
+        println!("| stage (x12 blocks) | ms per forward | GFLOP/s |");
         println!("|---|---|---|");
-        let rows = profile_block(batch, n)?;
-        let total: f64 = rows.iter().map(|r| r.1).sum();
+        let (rows, per_forward) = profile_stages(&encoder, px, batch, 3)?;
+        let staged: f64 = rows.iter().map(|r| r.1).sum();
         for (name, secs, gflops) in &rows {
             let rate = if *gflops > 0.0 { format!("{gflops:.1}") } else { "-".to_owned() };
-            println!("| {name} | {:.1} ({:.0}%) | {rate} |", secs * 1e3, 100.0 * secs / total);
+            println!(
+                "| {name} | {:.1} ({:.0}%) | {rate} |",
+                secs * 1e3,
+                100.0 * secs / per_forward
+            );
         }
-        println!("| sum | {:.1} | |", total * 1e3);
+        println!(
+            "| rest (embedding, outputs) | {:.1} ({:.0}%) | |",
+            (per_forward - staged) * 1e3,
+            100.0 * (per_forward - staged) / per_forward
+        );
+        println!("| forward | {:.1} | |", per_forward * 1e3);
     }
     Ok(())
 }

@@ -2,8 +2,11 @@
 //! and its [`crate::Encoder`] wrapper.
 
 mod config;
+mod cpu;
 mod dinov2;
 mod interp;
+mod kernels;
+mod matmul;
 mod model;
 mod ops;
 mod weights;

@@ -5,12 +5,17 @@
 //! one GEMM over all `B·N` tokens; query, key and value are fused into one `[D, 3D]` GEMM with the
 //! attention scale `1/√(D/heads)` folded into the query part; the layer-scale vectors are folded
 //! into the output projection and `fc2`.
+//!
+//! On the CPU the blocks run through [`super::cpu`] on plain buffers (same arithmetic, fused
+//! passes, no intermediate tensors); on other devices through candle ops.
 
 use super::config::ViTConfig;
+use super::cpu::{self, BlockParams, CpuF32, Scratch};
 use super::interp::resize_grid;
 use crate::{Error, Result};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
+use rayon::prelude::*;
 use std::collections::HashMap;
 use std::sync::Mutex;
 
@@ -120,6 +125,39 @@ impl Block {
         let h = self.fc2.forward(&h)?.reshape((b, n, d))?;
         Ok((x + h)?)
     }
+
+    /// The same as [`Block::forward`] on the CPU token stream `x` (`[B·N, D]` row-major), in
+    /// place, through [`cpu::block_forward`].
+    fn forward_cpu(&self, x: &mut [f32], b: usize, n: usize, scratch: &mut Scratch) -> Result<()> {
+        let v = CpuF32::new;
+        let views = [
+            v(&self.norm1.weight)?,
+            v(&self.norm1.bias)?,
+            v(&self.qkv.weight_t)?,
+            v(&self.qkv.bias)?,
+            v(&self.proj.weight_t)?,
+            v(&self.proj.bias)?,
+            v(&self.norm2.weight)?,
+            v(&self.norm2.bias)?,
+            v(&self.fc1.weight_t)?,
+            v(&self.fc1.bias)?,
+            v(&self.fc2.weight_t)?,
+            v(&self.fc2.bias)?,
+        ];
+        let g = |i: usize| views[i].get();
+        let params = BlockParams {
+            norm1: (g(0), g(1)),
+            qkv: (g(2), g(3)),
+            proj: (g(4), g(5)),
+            norm2: (g(6), g(7)),
+            fc1: (g(8), g(9)),
+            fc2: (g(10), g(11)),
+            eps: self.norm1.eps,
+            heads: self.heads,
+        };
+        cpu::block_forward(x, b, n, &params, scratch);
+        Ok(())
+    }
 }
 
 /// A DINOv2-style vision transformer truncated after its last needed block.
@@ -138,6 +176,9 @@ pub struct ViT {
     blocks: Vec<Block>,
     final_norm: LayerNorm,
     pos_cache: Mutex<HashMap<(usize, usize), Tensor>>,
+    /// The CPU path's buffers, kept between calls (sized for the largest batch seen) so that
+    /// a forward pass does not page in fresh memory for them.
+    scratch: Mutex<Scratch>,
     device: Device,
 }
 
@@ -183,6 +224,7 @@ impl ViT {
             blocks,
             final_norm: LayerNorm::new(vb.pp("layernorm"), d, config.layer_norm_eps)?,
             pos_cache: Mutex::new(HashMap::new()),
+            scratch: Mutex::new(Scratch::default()),
             device: vb.device().clone(),
         })
     }
@@ -195,6 +237,101 @@ impl ViT {
     /// Number of blocks built (and run by [`ViT::forward_blocks`]).
     pub fn n_blocks(&self) -> usize {
         self.blocks.len()
+    }
+
+    /// Runs the blocks up to the largest of `blocks` on the embedded tokens `x` `[B, N, D]` with
+    /// candle ops, returning the patch maps `[B, D, h, w]` of each of `blocks`.
+    fn run_blocks_candle(
+        &self,
+        mut x: Tensor,
+        blocks: &[usize],
+        (h, w): (usize, usize),
+        final_norm: bool,
+    ) -> Result<Vec<Option<Tensor>>> {
+        let (b, _, d) = x.dims3()?;
+        let first_patch = 1 + self.config.num_register_tokens;
+        let last = blocks.iter().copied().max().map_or(0, |m| m + 1);
+        let mut outputs: Vec<Option<Tensor>> = vec![None; blocks.len()];
+        for (i, block) in self.blocks.iter().enumerate().take(last) {
+            let _span = tracing::trace_span!("vit_block", i).entered();
+            x = block.forward(&x)?;
+            for (slot, _) in outputs.iter_mut().zip(blocks).filter(|(_, want)| **want == i) {
+                let mut t = x.narrow(1, first_patch, h * w)?;
+                if final_norm {
+                    t = self.final_norm.forward(&t.contiguous()?)?;
+                }
+                *slot = Some(t.transpose(1, 2)?.contiguous()?.reshape((b, d, h, w))?);
+            }
+        }
+        Ok(outputs)
+    }
+
+    /// [`ViT::run_blocks_candle`] on the CPU through [`cpu::block_forward`].
+    fn run_blocks_cpu(
+        &self,
+        x: &Tensor,
+        blocks: &[usize],
+        grid: (usize, usize),
+        final_norm: bool,
+    ) -> Result<Vec<Option<Tensor>>> {
+        let (b, n, _) = x.dims3()?;
+        let mut tokens = x.flatten_all()?.to_vec1::<f32>()?;
+        // A concurrent call finding the buffers in use allocates its own.
+        let mut own = Scratch::default();
+        let mut shared = self.scratch.try_lock();
+        let scratch = match &mut shared {
+            Ok(guard) => &mut **guard,
+            Err(_) => &mut own,
+        };
+        let last = blocks.iter().copied().max().map_or(0, |m| m + 1);
+        let mut outputs: Vec<Option<Tensor>> = vec![None; blocks.len()];
+        for (i, block) in self.blocks.iter().enumerate().take(last) {
+            let _span = tracing::trace_span!("vit_block", i).entered();
+            block.forward_cpu(&mut tokens, b, n, scratch)?;
+            for (slot, _) in outputs.iter_mut().zip(blocks).filter(|(_, want)| **want == i) {
+                *slot = Some(self.patch_maps_cpu(&tokens, b, n, grid, final_norm)?);
+            }
+        }
+        Ok(outputs)
+    }
+
+    /// The patch tokens of the CPU token stream `tokens` (`b` images of `n` tokens) as
+    /// `[b, D, h, w]`, after the final layernorm if `final_norm`.
+    fn patch_maps_cpu(
+        &self,
+        tokens: &[f32],
+        b: usize,
+        n: usize,
+        (h, w): (usize, usize),
+        final_norm: bool,
+    ) -> Result<Tensor> {
+        let d = self.config.hidden_size;
+        let first = 1 + self.config.num_register_tokens;
+        let np = h * w;
+        let norm = if final_norm {
+            Some((CpuF32::new(&self.final_norm.weight)?, CpuF32::new(&self.final_norm.bias)?))
+        } else {
+            None
+        };
+        let mut out = vec![0.0_f32; b * d * np];
+        out.par_chunks_mut(d * np).enumerate().for_each(|(image, out)| {
+            let patches = &tokens[(image * n + first) * d..(image * n + first + np) * d];
+            let mut normed = Vec::new();
+            let src = match &norm {
+                Some((nw, nb)) => {
+                    normed.resize(patches.len(), 0.0);
+                    cpu::layernorm(patches, &mut normed, nw.get(), nb.get(), self.final_norm.eps);
+                    &normed
+                }
+                None => patches,
+            };
+            for (p, token) in src.chunks_exact(d).enumerate() {
+                for (c, &v) in token.iter().enumerate() {
+                    out[c * np + p] = v;
+                }
+            }
+        });
+        Ok(Tensor::from_vec(out, (b, d, h, w), &self.device)?)
     }
 
     /// Position embeddings of the patch grid `[1, h·w, D]`, resampled once per grid size.
@@ -228,6 +365,18 @@ impl ViT {
         images: &Tensor,
         blocks: &[usize],
         apply_final_layernorm: bool,
+    ) -> Result<Vec<Tensor>> {
+        self.forward_blocks_with(images, blocks, apply_final_layernorm, true)
+    }
+
+    /// [`ViT::forward_blocks`], running the blocks through [`cpu::block_forward`] when the input
+    /// is on the CPU and `cpu_kernels`, through candle ops otherwise.
+    pub(super) fn forward_blocks_with(
+        &self,
+        images: &Tensor,
+        blocks: &[usize],
+        apply_final_layernorm: bool,
+        cpu_kernels: bool,
     ) -> Result<Vec<Tensor>> {
         let p = self.config.patch_size;
         let dims = images.dims().to_vec();
@@ -266,22 +415,12 @@ impl ViT {
             parts.push(r.broadcast_as((b, r.dim(1)?, d))?);
         }
         parts.push(patches);
-        let mut x = Tensor::cat(&parts, 1)?;
-        let first_patch = 1 + self.config.num_register_tokens;
-        let last = blocks.iter().copied().max().map_or(0, |m| m + 1);
-        let mut outputs: Vec<Option<Tensor>> = vec![None; blocks.len()];
-        for (i, block) in self.blocks.iter().enumerate().take(last) {
-            let _span = tracing::trace_span!("vit_block", i).entered();
-            x = block.forward(&x)?;
-            for (slot, _) in outputs.iter_mut().zip(blocks).filter(|(_, want)| **want == i) {
-                let mut t = x.narrow(1, first_patch, hp * wp)?;
-                if apply_final_layernorm {
-                    t = self.final_norm.forward(&t.contiguous()?)?;
-                }
-                let t = t.transpose(1, 2)?.contiguous()?.reshape((b, d, hp, wp))?;
-                *slot = Some(t);
-            }
-        }
+        let x = Tensor::cat(&parts, 1)?;
+        let outputs = if cpu_kernels && x.device().is_cpu() {
+            self.run_blocks_cpu(&x, blocks, (hp, wp), apply_final_layernorm)?
+        } else {
+            self.run_blocks_candle(x, blocks, (hp, wp), apply_final_layernorm)?
+        };
         outputs
             .into_iter()
             .zip(blocks)

@@ -20,7 +20,7 @@ const CHUNK: usize = 16 * 1024;
 ///
 /// `erf(x)`: the rational approximation `x·P(x²)/Q(x²)` on `[-4, 4]` (clamped outside) used by
 /// Eigen's `generic_fast_erf_float`.
-#[inline]
+#[inline(always)]
 fn erf(x: f32) -> f32 {
     // Comparisons rather than `clamp`/`max`, whose NaN rules keep LLVM from vectorising.
     #[allow(clippy::manual_clamp, reason = "f32::clamp's NaN handling blocks vectorisation")]
@@ -48,15 +48,15 @@ fn erf(x: f32) -> f32 {
 }
 
 /// `0.5·x·(1 + erf(x/√2))`.
-#[inline]
-fn gelu(x: f32) -> f32 {
+#[inline(always)]
+pub(super) fn gelu(x: f32) -> f32 {
     0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2))
 }
 
 /// `exp(x)` for `x ≤ 0` (the softmax's shifted logits): Cephes `expf` range reduction and
 /// degree-5 polynomial, with the power of two built from the exponent bits.
-#[inline]
-fn exp_nonpositive(x: f32) -> f32 {
+#[inline(always)]
+pub(super) fn exp_nonpositive(x: f32) -> f32 {
     const ROUND: f32 = 12_582_912.0; // 1.5·2²³: adding and subtracting it rounds to an integer.
     let x = if x < -87.0 { -87.0 } else { x };
     let shifted = x * std::f32::consts::LOG2_E + ROUND;
@@ -74,35 +74,6 @@ fn exp_nonpositive(x: f32) -> f32 {
     p = p * r + 0.5;
     let y = p * r * r + r + 1.0;
     y * f32::from_bits(((n_int + 127) as u32) << 23)
-}
-
-/// Lanes of the reductions below: independent accumulators let LLVM vectorise them.
-const LANES: usize = 8;
-
-/// Largest value of a non-empty slice.
-fn lanes_max(x: &[f32]) -> f32 {
-    let mut acc = [f32::NEG_INFINITY; LANES];
-    let chunks = x.chunks_exact(LANES);
-    let rest = chunks.remainder();
-    for c in chunks {
-        for (a, &v) in acc.iter_mut().zip(c) {
-            *a = if v > *a { v } else { *a };
-        }
-    }
-    rest.iter().chain(&acc).fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m })
-}
-
-/// Sum of a slice, in `LANES` interleaved partial sums.
-fn lanes_sum(x: &[f32]) -> f32 {
-    let mut acc = [0.0_f32; LANES];
-    let chunks = x.chunks_exact(LANES);
-    let rest = chunks.remainder();
-    for c in chunks {
-        for (a, &v) in acc.iter_mut().zip(c) {
-            *a += v;
-        }
-    }
-    acc.iter().sum::<f32>() + rest.iter().sum::<f32>()
 }
 
 /// Borrows the contiguous f32 values of a CPU storage.
@@ -131,9 +102,9 @@ impl CustomOp1 for FastGelu {
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let src = contiguous_f32(storage, layout, self.name())?;
         let mut out = vec![0.0_f32; src.len()];
-        out.par_chunks_mut(CHUNK).zip(src.par_chunks(CHUNK)).for_each(|(o, i)| {
-            o.iter_mut().zip(i).for_each(|(o, &i)| *o = gelu(i));
-        });
+        out.par_chunks_mut(CHUNK)
+            .zip(src.par_chunks(CHUNK))
+            .for_each(|(o, i)| super::kernels::gelu_slice(i, o));
         Ok((CpuStorage::F32(out), layout.shape().clone()))
     }
 }
@@ -154,16 +125,9 @@ impl CustomOp1 for FastSoftmax {
         let n = layout.shape().dims().last().copied().unwrap_or(1).max(1);
         let mut out = vec![0.0_f32; src.len()];
         let rows_per_item = (CHUNK / n).max(1);
-        out.par_chunks_mut(rows_per_item * n).zip(src.par_chunks(rows_per_item * n)).for_each(
-            |(o, i)| {
-                for (o, i) in o.chunks_mut(n).zip(i.chunks(n)) {
-                    let max = lanes_max(i);
-                    o.iter_mut().zip(i).for_each(|(o, &v)| *o = exp_nonpositive(v - max));
-                    let inv = 1.0 / lanes_sum(o);
-                    o.iter_mut().for_each(|v| *v *= inv);
-                }
-            },
-        );
+        out.par_chunks_mut(rows_per_item * n)
+            .zip(src.par_chunks(rows_per_item * n))
+            .for_each(|(o, i)| super::kernels::softmax_rows(i, o, n));
         Ok((CpuStorage::F32(out), layout.shape().clone()))
     }
 }

@@ -197,6 +197,33 @@ fn matches_reference_transcription_at_several_sizes() {
 }
 
 #[test]
+fn cpu_kernels_match_candle_ops() {
+    // Wider than `tiny_config` so that the attention's row slices span image boundaries and
+    // the kernels' vector loops run, with registers and both final-norm settings.
+    let config = ViTConfig {
+        hidden_size: 48,
+        num_attention_heads: 4,
+        intermediate_size: 96,
+        num_register_tokens: 3,
+        ..tiny_config(0)
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (enc, _) = encoder(&config, vec![2], dir.path());
+    for (b, h, w) in [(1, 4, 6), (3, 30, 28)] {
+        let x = image(b, h, w, 5);
+        for norm in [false, true] {
+            let fast = enc.vit().forward_blocks_with(&x, &[2, 0], norm, true).unwrap();
+            let slow = enc.vit().forward_blocks_with(&x, &[2, 0], norm, false).unwrap();
+            for (f, s) in fast.iter().zip(&slow) {
+                assert_eq!(f.dims(), [b, 48, h / 2, w / 2]);
+                let diff = max_abs_diff(f, s);
+                assert!(diff < 2e-5, "{b}x{h}x{w} norm {norm}: {diff}");
+            }
+        }
+    }
+}
+
+#[test]
 fn batch_rows_are_independent() {
     let dir = tempfile::tempdir().unwrap();
     let (enc, _) = encoder(&tiny_config(0), vec![1], dir.path());
