@@ -22,44 +22,44 @@ const BENCHES: &[Bench] = &[
     ),
 ];
 
-/// Benchmarks that are one crate example whose own report (JSON lines or Markdown) is passed
-/// through: subcommand name, description, package, example.
-const EXAMPLES: &[(&str, &str, &str, &str)] = &[
+/// Benchmarks that are crate examples whose own reports (JSON lines or Markdown) are passed
+/// through, one after the other: subcommand name, description, package, examples.
+const EXAMPLES: &[(&str, &str, &str, &[&str])] = &[
     (
         "data",
         "decode + preprocess throughput on the built-in benchmark (images/s)",
         "llb-data",
-        "bench_data",
+        &["bench_data"],
     ),
     (
         "features",
-        "DINOv2-S images/s at 224/448 px, batch 1/8, GFLOP/s vs GEMM, onnxruntime peer",
+        "DINOv2-S images/s at 224/448 px, batch 1/8, GFLOP/s vs GEMM, onnxruntime peer; then `cnn`",
         "llb-features",
-        "bench_features",
+        &["bench_features", "bench_cnn"],
     ),
     (
         "cnn",
         "EfficientNet-Lite0 and WideResNet50-2 images/s, patch aggregation time",
         "llb-features",
-        "bench_cnn",
+        &["bench_cnn"],
     ),
     (
         "detect",
         "PatchCore fit and scoring, 200 training images at 224 px, NN search GFLOP/s vs GEMM",
         "llb-detect",
-        "bench_detect",
+        &["bench_detect"],
     ),
     (
         "dinomaly",
         "Dinomaly seconds per training iteration at ViT-S 224 px, batch 8",
         "llb-detect",
-        "bench_dinomaly",
+        &["bench_dinomaly"],
     ),
     (
         "purify",
         "selection purity on synthetic contaminated scores, fusion and selection timings",
         "llb-purify",
-        "synthetic_purity",
+        &["synthetic_purity"],
     ),
 ];
 
@@ -69,9 +69,12 @@ fn all(sh: &Shell, _args: &[String]) -> anyhow::Result<()> {
         println!("\n## {name}\n");
         bench(sh, &[])?;
     }
-    for (name, _, package, example) in EXAMPLES {
+    let mut done = std::collections::BTreeSet::new();
+    for (name, _, package, examples) in EXAMPLES {
         println!("\n## {name}\n");
-        pass_through(sh, package, example, &[])?;
+        for example in examples.iter().filter(|e| done.insert(**e)) {
+            pass_through(sh, package, example, &[])?;
+        }
     }
     Ok(())
 }
@@ -89,8 +92,11 @@ fn pass_through(sh: &Shell, package: &str, example: &str, args: &[String]) -> an
 /// Dispatches `cargo xtask bench <name> [options]`.
 pub(crate) fn run(sh: &Shell, args: &[String]) -> anyhow::Result<()> {
     let name = args.first().map(String::as_str).unwrap_or("");
-    if let Some((_, _, package, example)) = EXAMPLES.iter().find(|(n, ..)| *n == name) {
-        return pass_through(sh, package, example, &args[1..]);
+    if let Some((_, _, package, examples)) = EXAMPLES.iter().find(|(n, ..)| *n == name) {
+        for example in *examples {
+            pass_through(sh, package, example, &args[1..])?;
+        }
+        return Ok(());
     }
     match BENCHES.iter().find(|(n, _, _)| *n == name) {
         Some((_, _, bench)) => bench(sh, &args[1..]),
