@@ -110,7 +110,9 @@ impl CustomOp3 for LayerNorm {
         let (xs, ws, gs) = (tensor_values(x)?, tensor_values(w)?, tensor_values(grad)?);
         let mut dx = vec![0f32; xs.len()];
         let step = dim * ROWS_PER_TASK;
-        let (dw, db) = dx
+        // Per-block partial sums, collected in block order and added sequentially: the result
+        // does not depend on how rayon schedules the blocks (bit-identical reruns).
+        let partials: Vec<(Vec<f32>, Vec<f32>)> = dx
             .par_chunks_mut(step)
             .zip(xs.par_chunks(step).zip(gs.par_chunks(step)))
             .map(|(dx, (x, g))| {
@@ -134,14 +136,12 @@ impl CustomOp3 for LayerNorm {
                 }
                 (dw, db)
             })
-            .reduce(
-                || (vec![0f32; dim], vec![0f32; dim]),
-                |(mut dw, mut db), (dw2, db2)| {
-                    dw.iter_mut().zip(&dw2).for_each(|(a, b)| *a += b);
-                    db.iter_mut().zip(&db2).for_each(|(a, b)| *a += b);
-                    (dw, db)
-                },
-            );
+            .collect();
+        let (mut dw, mut db) = (vec![0f32; dim], vec![0f32; dim]);
+        for (pw, pb) in &partials {
+            dw.iter_mut().zip(pw).for_each(|(a, b)| *a += b);
+            db.iter_mut().zip(pb).for_each(|(a, b)| *a += b);
+        }
         let device = x.device();
         Ok((
             Some(Tensor::from_vec(dx, x.shape(), device)?),
