@@ -111,24 +111,9 @@ pub(crate) fn run(sh: &Shell, args: &[String]) -> anyhow::Result<()> {
     }
 }
 
-/// Builds `<package>`'s example `<example>` in release mode and returns the path of its
-/// executable (as cargo reports it, so a custom target dir works).
+/// Builds `<package>`'s example `<example>` in release mode and returns its executable.
 fn build_example(sh: &Shell, package: &str, example: &str) -> anyhow::Result<std::path::PathBuf> {
-    let out = cmd!(
-        sh,
-        "cargo build --quiet --release -p {package} --example {example} --message-format=json"
-    )
-    .read()
-    .with_context(|| format!("building example {example} of {package}"))?;
-    for line in out.lines() {
-        let Ok(message) = serde_json::from_str::<Value>(line) else { continue };
-        if message["target"]["name"] == example
-            && let Some(path) = message["executable"].as_str()
-        {
-            return Ok(path.into());
-        }
-    }
-    bail!("cargo built no executable for example {example} of {package}")
+    crate::cargo_build_executable(sh, &["--quiet", "-p", package, "--example", example], example)
 }
 
 /// Runs a built example in a fresh process and parses the last line it prints as JSON.

@@ -167,19 +167,7 @@ fn library_path() -> String {
 
 /// `cargo build --release --features cuda <selection>`, returning the executable named `name`.
 fn build(sh: &Shell, selection: &[&str], name: &str) -> anyhow::Result<PathBuf> {
-    let out =
-        cmd!(sh, "cargo build --release --features cuda {selection...} --message-format=json")
-            .read()
-            .with_context(|| format!("building {name} with --features cuda"))?;
-    for line in out.lines() {
-        let Ok(message) = serde_json::from_str::<Value>(line) else { continue };
-        if message["target"]["name"] == name
-            && let Some(path) = message["executable"].as_str()
-        {
-            return Ok(path.into());
-        }
-    }
-    bail!("cargo built no executable named {name}")
+    crate::cargo_build_executable(sh, &[&["--features", "cuda"], selection].concat(), name)
 }
 
 /// One result row of the tiny experiment on both devices: (cpu, cuda) pairs.

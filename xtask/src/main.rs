@@ -36,3 +36,25 @@ pub(crate) fn project_root() -> std::path::PathBuf {
         .expect("xtask sits in the workspace root")
         .to_path_buf()
 }
+
+/// `cargo build --release <args> --message-format=json`, returning the path of the executable
+/// named `name` as cargo reports it (so a custom target folder works).
+pub(crate) fn cargo_build_executable(
+    sh: &xshell::Shell,
+    args: &[&str],
+    name: &str,
+) -> anyhow::Result<std::path::PathBuf> {
+    use anyhow::Context;
+    let out = xshell::cmd!(sh, "cargo build --release {args...} --message-format=json")
+        .read()
+        .with_context(|| format!("building {name} (cargo build --release {})", args.join(" ")))?;
+    for line in out.lines() {
+        let Ok(message) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+        if message["target"]["name"] == name
+            && let Some(path) = message["executable"].as_str()
+        {
+            return Ok(path.into());
+        }
+    }
+    anyhow::bail!("cargo built no executable named {name}")
+}

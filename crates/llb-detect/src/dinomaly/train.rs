@@ -28,7 +28,6 @@ pub struct DinomalyTrainer {
     vars: BTreeMap<String, Var>,
     state: OptimState,
     iteration: usize,
-    total_iterations: usize,
 }
 
 impl std::fmt::Debug for DinomalyTrainer {
@@ -57,18 +56,7 @@ impl DinomalyTrainer {
             .collect::<Result<BTreeMap<_, _>>>()?;
         let state = OptimState::zeros(&vars, config.optimizer.amsgrad)?;
         let fingerprint = fingerprint(&targets)?;
-        let n_images = targets.first().map_or(0, |t| t.dim(0).unwrap_or(0));
-        let total_iterations = config.length.iterations(n_images, config.batch_size);
-        Ok(Self {
-            config: config.clone(),
-            targets,
-            shape,
-            fingerprint,
-            vars,
-            state,
-            iteration: 0,
-            total_iterations,
-        })
+        Ok(Self { config: config.clone(), targets, shape, fingerprint, vars, state, iteration: 0 })
     }
 
     /// Iterations done so far.
@@ -78,7 +66,7 @@ impl DinomalyTrainer {
 
     /// Iterations of the whole run: the configured length resolved for this training set.
     pub fn total_iterations(&self) -> usize {
-        self.total_iterations
+        self.config.length.iterations(self.n_images(), self.config.batch_size)
     }
 
     fn n_images(&self) -> usize {
@@ -136,7 +124,7 @@ impl DinomalyTrainer {
         if let Some(max_norm) = self.config.optimizer.grad_clip_norm {
             optim::clip_grad_norm(&mut grads, max_norm)?;
         }
-        let lr = self.config.lr_at(it, self.total_iterations);
+        let lr = self.config.lr_at(it, self.total_iterations());
         optim::step(&self.config.optimizer, lr, &self.vars, &grads, &mut self.state)?;
         self.iteration += 1;
         tracing::debug!(iteration = it, loss = loss_value, lr, "dinomaly step");
@@ -149,7 +137,7 @@ impl DinomalyTrainer {
     /// # Errors
     /// As [`Self::step`].
     pub fn train_until(&mut self, until: usize) -> Result<Vec<f32>> {
-        let until = until.min(self.total_iterations);
+        let until = until.min(self.total_iterations());
         let mut losses = Vec::with_capacity(until.saturating_sub(self.iteration));
         while self.iteration < until {
             losses.push(self.step()?);
@@ -175,7 +163,7 @@ impl DinomalyTrainer {
                 reason: "must be positive",
             });
         }
-        let until = until.min(self.total_iterations);
+        let until = until.min(self.total_iterations());
         let mut losses = Vec::with_capacity(until.saturating_sub(self.iteration));
         while self.iteration < until {
             losses.push(self.step()?);
@@ -295,11 +283,11 @@ impl Fit for DinomalyConfig {
         let span = tracing::info_span!(
             "dinomaly_fit",
             n_images = trainer.n_images(),
-            iterations = trainer.total_iterations,
+            iterations = trainer.total_iterations(),
             channels = trainer.shape.channels
         );
         let _enter = span.enter();
-        let losses = trainer.train_until(trainer.total_iterations)?;
+        let losses = trainer.train_until(trainer.total_iterations())?;
         tracing::info!(final_loss = losses.last().copied(), "dinomaly trained");
         Ok(trainer.model())
     }
