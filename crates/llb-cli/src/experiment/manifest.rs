@@ -1,11 +1,11 @@
 //! The run manifest of `llb experiment`: data set, contamination ratios, base settings and
 //! ablations, read from a committed JSON file so that a table can be regenerated exactly.
 
+use super::dataset::DatasetSpec;
 use crate::pipeline::FitSettings;
 use anyhow::Context;
-use llb_data::BenchmarkConfig;
 use serde::{Deserialize, Serialize};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// What to run.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -30,33 +30,6 @@ pub(crate) struct Manifest {
     pub(crate) ablation_ratios: Vec<f64>,
     /// One-factor-at-a-time variations of the first backbone.
     pub(crate) ablations: Vec<Ablation>,
-}
-
-/// Where the images come from.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
-pub(crate) enum DatasetSpec {
-    /// The built-in texture benchmark, generated into the cache from the fetched texture photos.
-    Benchmark {
-        /// Generator settings.
-        config: BenchmarkConfig,
-        /// Textures (categories) to use, by name.
-        categories: Vec<String>,
-    },
-    /// MVTec AD at `root` (contaminated by this tool).
-    Mvtec {
-        /// Folder holding the categories.
-        root: PathBuf,
-        /// Categories to use.
-        categories: Vec<String>,
-    },
-    /// Real-IAD at `root`; α selects the `realiad_jsons_fuiad_<α>` split.
-    Realiad {
-        /// Folder holding `realiad_1024/` and the json folders.
-        root: PathBuf,
-        /// Categories to use.
-        categories: Vec<String>,
-    },
 }
 
 /// A factor varied in an ablation, with its values.

@@ -1,5 +1,7 @@
 //! `llb experiment`: the paper-style grid behind `cargo xtask reproduce`.
 
+mod dataset;
+mod log;
 mod manifest;
 mod run;
 

@@ -1,19 +1,21 @@
 //! `llb experiment`: the FUIAD grid (data × α × {baseline, purified}) and the ablations of a
 //! manifest, with per-row resume, written as one JSON file of result rows.
 
-use super::manifest::{DatasetSpec, Manifest};
+use super::dataset::{contaminated, load_clean};
+use super::log::{append_log, read_log, read_rows};
+use super::manifest::Manifest;
 use crate::pipeline::{
     Extracted, FitSettings, OnBadImage, RunContext, evaluate, fit_final, groups_of, model_dir,
     screen,
 };
 use anyhow::Context;
 use candle_core::Device;
-use llb_data::{ContaminationConfig, Dataset, RealIadSplit, Sample};
+use llb_data::{Dataset, Sample};
 use llb_purify::PurityReport;
 use llb_types::Label;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 /// Options of `llb experiment`.
@@ -77,7 +79,7 @@ pub(crate) struct ResultRow {
 }
 
 impl ResultRow {
-    fn key(&self) -> String {
+    pub(crate) fn key(&self) -> String {
         format!(
             "{}|{}|{}|{}",
             self.category,
@@ -270,118 +272,4 @@ fn result_row(
         purity,
         fit_seconds,
     })
-}
-
-impl DatasetSpec {
-    fn categories(&self) -> Vec<String> {
-        match self {
-            DatasetSpec::Benchmark { categories, .. }
-            | DatasetSpec::Mvtec { categories, .. }
-            | DatasetSpec::Realiad { categories, .. } => categories.clone(),
-        }
-    }
-}
-
-/// The clean data set of a category (`None` for Real-IAD, whose splits come from files).
-fn load_clean(
-    spec: &DatasetSpec,
-    category: &str,
-    ctx: &RunContext,
-) -> anyhow::Result<Option<Dataset>> {
-    match spec {
-        DatasetSpec::Benchmark { config, .. } => {
-            let root = ensure_benchmark(config, ctx)?;
-            Ok(Some(llb_data::read_mvtec(&root, category)?))
-        }
-        DatasetSpec::Mvtec { root, .. } => Ok(Some(llb_data::read_mvtec(root, category)?)),
-        DatasetSpec::Realiad { .. } => Ok(None),
-    }
-}
-
-/// The training/test split at α: contaminated by us, or Real-IAD's FUIAD split file.
-fn contaminated(
-    manifest: &Manifest,
-    clean: Option<&Dataset>,
-    category: &str,
-    ratio: f64,
-) -> anyhow::Result<Dataset> {
-    match (clean, &manifest.dataset) {
-        (Some(clean), _) => Ok(llb_data::contaminate(
-            clean.clone(),
-            &ContaminationConfig { contamination_ratio: ratio, seed: manifest.contamination_seed },
-        )?),
-        (None, DatasetSpec::Realiad { root, .. }) => {
-            use RealIadSplit::*;
-            let split = [Fuiad00, Fuiad01, Fuiad02, Fuiad04]
-                .into_iter()
-                .find(|s| s.contamination_ratio() == Some(ratio))
-                .with_context(|| {
-                    format!("Real-IAD has FUIAD splits for α ∈ {{0, 0.1, 0.2, 0.4}}, not {ratio}")
-                })?;
-            Ok(llb_data::read_realiad(root, split, category)?)
-        }
-        (None, _) => unreachable!("only Real-IAD has no clean data set"),
-    }
-}
-
-/// Generates the benchmark into `<cache>/benchmark/<config hash>` unless a finished copy is there.
-fn ensure_benchmark(
-    config: &llb_data::BenchmarkConfig,
-    ctx: &RunContext,
-) -> anyhow::Result<PathBuf> {
-    let hash = llb_features::sha256_hex(serde_json::to_string(config)?.as_bytes());
-    let root = ctx.assets.root().join("benchmark").join(&hash[..16]);
-    let stamp = root.join("config.json");
-    if let Ok(text) = std::fs::read_to_string(&stamp)
-        && serde_json::from_str::<llb_data::BenchmarkConfig>(&text).ok().as_ref() == Some(config)
-    {
-        return Ok(root);
-    }
-    let _span = tracing::info_span!("generate_benchmark", root = %root.display()).entered();
-    let mut textures = Vec::new();
-    for asset in llb_assets::TEXTURE_ASSETS {
-        let path = ctx
-            .assets
-            .fetch(asset, &ctx.options)
-            .with_context(|| format!("fetching {}", asset.id))?
-            .path;
-        let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or(asset.id).to_owned();
-        textures.push(llb_data::load_texture(&name, &path)?);
-    }
-    llb_data::generate_benchmark(&textures, config, &root)?;
-    model_dir::write_json(&stamp, config)?;
-    Ok(root)
-}
-
-fn read_log(path: &Path) -> anyhow::Result<BTreeSet<String>> {
-    Ok(read_rows(path)?.iter().map(ResultRow::key).collect())
-}
-
-fn read_rows(path: &Path) -> anyhow::Result<Vec<ResultRow>> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
-    };
-    text.lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(n, l)| {
-            serde_json::from_str(l)
-                .with_context(|| format!("{}:{}: not a result row", path.display(), n + 1))
-        })
-        .collect()
-}
-
-/// Appends one row as a JSON line and syncs it, so a killed run keeps every finished row.
-fn append_log(path: &Path, row: &ResultRow) -> anyhow::Result<()> {
-    use std::io::Write;
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .with_context(|| format!("opening {}", path.display()))?;
-    writeln!(file, "{}", serde_json::to_string(row)?)
-        .with_context(|| format!("writing {}", path.display()))?;
-    file.sync_data().with_context(|| format!("syncing {}", path.display()))
 }
