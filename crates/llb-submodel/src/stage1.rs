@@ -47,6 +47,9 @@ impl Stage1Config {
 pub struct TrainingSet<'a> {
     /// Sample ids, one per row of every feature layer.
     pub ids: &'a [SampleId],
+    /// A hash of each sample's input, e.g. the SHA-256 (hex) of its image file, in the order of
+    /// `ids`: part of the resume cache's key, so other pixels under the same ids recompute.
+    pub content_sha256: &'a [String],
     /// Physical-sample group of each id (`None` when unknown); same length as `ids`.
     pub groups: &'a [Option<GroupId>],
     /// Encoder features, one tensor `[N, C, h, w]` per layer, rows in the order of `ids`.
@@ -68,10 +71,13 @@ pub struct Stage1Output {
 /// every training sample with every sub-model (including the samples a sub-model was fitted on,
 /// as the official code does; the in-subset flag records which).
 ///
+/// Each sub-model is fitted on its block's ids (so, by the [`Fit`] contract, not on any row
+/// order), and scores every sample.
+///
 /// With `resume_dir`, each sub-model's scores are written there (atomically) as soon as they are
-/// known, and a later call with the same `cache_key`, config and ids reuses them instead of
-/// refitting. `cache_key` must change whenever the detector or the features change (e.g. the
-/// detector config and the feature-cache key).
+/// known, and a later call with the same `cache_key`, config, ids and content hashes reuses them
+/// instead of refitting. `cache_key` must describe everything else that determines the scores:
+/// the detector's full settings and the encoder's (name, weights hash, input size).
 ///
 /// # Errors
 /// Inconsistent inputs, a partition error, a detector failure (with the block index), a
@@ -90,7 +96,9 @@ pub fn run_stage1<F: Fit>(
     let k = partition.k();
     let _span = tracing::info_span!("stage1", k, n_samples = n).entered();
     let store = match resume_dir {
-        Some(dir) => Some(ResumeStore::open(dir, cache_key, config, train.ids)?),
+        Some(dir) => {
+            Some(ResumeStore::open(dir, cache_key, config, train.ids, train.content_sha256)?)
+        }
         None => None,
     };
     let row_of: std::collections::BTreeMap<&SampleId, usize> =
@@ -105,7 +113,8 @@ pub fn run_stage1<F: Fit>(
         }
         let rows: Vec<u32> = members.iter().map(|id| row_of[id] as u32).collect();
         let subset = select_rows(train.layers, &rows)?;
-        let model = fit.fit(&subset).map_err(|source| Error::Detector { block, source })?;
+        let model =
+            fit.fit(members, &subset).map_err(|source| Error::Detector { block, source })?;
         let scores = score_all(&model, train, config, block)?;
         if let Some(store) = &store {
             store.save(block, &scores)?;
@@ -140,6 +149,10 @@ fn check_training_set(train: &TrainingSet<'_>) -> Result<usize> {
     let n = train.ids.len();
     if train.groups.len() != n {
         return Err(Error::Features(format!("{} groups for {n} ids", train.groups.len())));
+    }
+    if train.content_sha256.len() != n {
+        let got = train.content_sha256.len();
+        return Err(Error::Features(format!("{got} content hashes for {n} ids")));
     }
     if train.layers.is_empty() {
         return Err(Error::Features("no feature layers".into()));

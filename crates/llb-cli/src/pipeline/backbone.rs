@@ -6,6 +6,7 @@ use llb_detect::{
     Detector, DinomalyConfig, DinomalyModel, Fit, ModelCard, PatchCore, PatchCoreConfig, SoftPatch,
     SoftPatchConfig,
 };
+use llb_types::SampleId;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -63,11 +64,11 @@ pub(crate) enum FittedDetector {
 impl Fit for DetectorSettings {
     type Model = FittedDetector;
 
-    fn fit(&self, layers: &[Tensor]) -> llb_detect::Result<FittedDetector> {
+    fn fit(&self, ids: &[SampleId], layers: &[Tensor]) -> llb_detect::Result<FittedDetector> {
         Ok(match self {
-            DetectorSettings::Patchcore(config) => FittedDetector::Patchcore(config.fit(layers)?),
-            DetectorSettings::Softpatch(config) => FittedDetector::Softpatch(config.fit(layers)?),
-            DetectorSettings::Dinomaly(config) => FittedDetector::Dinomaly(config.fit(layers)?),
+            DetectorSettings::Patchcore(c) => FittedDetector::Patchcore(c.fit(ids, layers)?),
+            DetectorSettings::Softpatch(c) => FittedDetector::Softpatch(c.fit(ids, layers)?),
+            DetectorSettings::Dinomaly(c) => FittedDetector::Dinomaly(c.fit(ids, layers)?),
         })
     }
 }

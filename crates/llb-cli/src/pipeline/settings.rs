@@ -103,6 +103,7 @@ impl ModelArgs {
                 screening_score: ImageScoreRule::TopMean { fraction: 0.01 },
                 batch_size: 16,
             },
+            submodel: None,
             fusion: self.fusion.clone(),
             selection: self.selection.clone(),
         });

@@ -6,19 +6,24 @@ use super::extract::Extracted;
 use anyhow::Context;
 use llb_detect::{Detector, Fit, ImageScoreRule};
 use llb_purify::{AggregatorRegistry, Purification, ScoreTable, SelectorRegistry};
-use llb_submodel::{Stage1Config, TrainingSet, run_stage1, select_rows};
+use llb_submodel::{Stage1Config, TrainingSet, run_stage1};
 use llb_types::{GroupId, SampleId};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
-/// Stage-1 settings: the sub-models' partition and score, and the fusion and selection rules.
+/// Stage-1 settings: the sub-models' detector, partition and score, and the fusion and selection
+/// rules.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct PurifySettings {
     /// K, seed, partition mode and screening score.
     pub(crate) stage1: Stage1Config,
+    /// The detector fitted on each subset; `None` uses the final detector (the paper's choice).
+    /// The framework wraps any detector, and the best screener need not be the best final model.
+    #[serde(default)]
+    pub(crate) submodel: Option<DetectorSettings>,
     /// Fusion rule, e.g. `mean` or `trimmed-mean(0.1)` (see `llb_purify::BuiltinAggregator`).
     pub(crate) fusion: String,
     /// Selection rule, e.g. `keep-fraction(0.8)` or `mad(3.5)`.
@@ -69,9 +74,16 @@ pub(crate) fn screen(
 ) -> anyhow::Result<Option<Screening>> {
     let Some(purify) = &settings.purify else { return Ok(None) };
     let size = settings.encoder.image_size_px as usize;
-    let set =
-        TrainingSet { ids: &train.ids, groups, layers: &train.layers, image_size_px: (size, size) };
-    let out = run_stage1(&settings.detector, &set, &purify.stage1, cache_key, resume_dir)
+    let set = TrainingSet {
+        ids: &train.ids,
+        content_sha256: &train.content_sha256,
+        groups,
+        layers: &train.layers,
+        image_size_px: (size, size),
+    };
+    let submodel = purify.submodel.as_ref().unwrap_or(&settings.detector);
+    let cache_key = format!("{}|{cache_key}", serde_json::to_string(submodel)?);
+    let out = run_stage1(submodel, &set, &purify.stage1, &cache_key, resume_dir)
         .context("stage 1 (sub-models)")?;
     let aggregator = AggregatorRegistry::with_builtins().build(&purify.fusion)?;
     let selector = SelectorRegistry::with_builtins().build(&purify.selection)?;
@@ -96,19 +108,10 @@ pub(crate) fn fit_final(
         None => train.ids.clone(),
     };
     let _span = tracing::info_span!("stage2", n_fit = kept.len()).entered();
-    let kept_rows = rows_of(&train.ids, &kept);
-    let model = settings
-        .detector
-        .fit(&select_rows(&train.layers, &kept_rows)?)
-        .context("stage 2 (final model)")?;
+    let subset = train.subset(&kept)?;
+    let model =
+        settings.detector.fit(&subset.ids, &subset.layers).context("stage 2 (final model)")?;
     Ok(TwoStage { model, screening, kept })
-}
-
-/// Row indices of `wanted` in `ids`.
-pub(crate) fn rows_of(ids: &[SampleId], wanted: &[SampleId]) -> Vec<u32> {
-    let index: std::collections::BTreeMap<&SampleId, u32> =
-        ids.iter().enumerate().map(|(i, id)| (id, i as u32)).collect();
-    wanted.iter().map(|id| index[id]).collect()
 }
 
 /// An unsupervised threshold: a detector fitted on a seeded half of the kept images scores the
@@ -123,18 +126,17 @@ pub(crate) fn calibrate_threshold(
 ) -> anyhow::Result<f32> {
     let _span = tracing::info_span!("calibrate_threshold", n_kept = kept.len()).entered();
     let size = settings.encoder.image_size_px as usize;
-    let mut rows = rows_of(&train.ids, kept);
-    rows.sort_unstable();
+    let mut ids = kept.to_vec();
+    ids.sort();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(settings.calibration_seed);
-    rows.shuffle(&mut rng);
-    let (fit_rows, held_out) =
-        if rows.len() >= 4 { rows.split_at(rows.len() / 2) } else { (&rows[..], &rows[..]) };
-    let model = settings
-        .detector
-        .fit(&select_rows(&train.layers, fit_rows)?)
-        .context("threshold calibration fit")?;
+    ids.shuffle(&mut rng);
+    let (fit_ids, held_out) =
+        if ids.len() >= 4 { ids.split_at(ids.len() / 2) } else { (&ids[..], &ids[..]) };
+    let fit_on = train.subset(fit_ids)?;
+    let model =
+        settings.detector.fit(&fit_on.ids, &fit_on.layers).context("threshold calibration fit")?;
     let scores = model
-        .score(&select_rows(&train.layers, held_out)?, (size, size), settings.test_score)?
+        .score(&train.subset(held_out)?.layers, (size, size), settings.test_score)?
         .image_scores;
     Ok(robust_upper_fence(&scores))
 }

@@ -13,6 +13,6 @@ mod tests;
 pub(crate) use algorithm::BankDetector;
 pub use algorithm::PatchCore;
 pub(crate) use bank::MemoryBank;
-pub use config::PatchCoreConfig;
 pub(crate) use config::config_error;
-pub(crate) use coreset::{coreset_size, greedy_coreset, project};
+pub use config::{BankSampling, PatchCoreConfig};
+pub(crate) use coreset::{coreset_size, coreset_start, greedy_coreset, project};

@@ -3,10 +3,14 @@
 use super::config::SoftPatchConfig;
 use super::outlier::{keep_mask, outlier_scores};
 use crate::detector::{Detector, Fit};
-use crate::patchcore::{BankDetector, MemoryBank, coreset_size, greedy_coreset, project};
+use crate::order::in_id_order;
+use crate::patchcore::{
+    BankDetector, MemoryBank, coreset_size, coreset_start, greedy_coreset, project,
+};
 use crate::patches::patch_matrix;
 use crate::{Error, Result};
-use candle_core::{Device, Tensor};
+use candle_core::Tensor;
+use llb_types::SampleId;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
@@ -98,10 +102,11 @@ impl Fit for SoftPatchConfig {
     ///
     /// # Errors
     /// Those of PatchCore, and [`Error::TooFewImages`] with fewer than two training images.
-    fn fit(&self, layers: &[Tensor]) -> Result<SoftPatch> {
+    fn fit(&self, ids: &[SampleId], layers: &[Tensor]) -> Result<SoftPatch> {
         self.validate()?;
-        let device = layers.first().map_or(Device::Cpu, |l| l.device().clone());
-        let patches = patch_matrix(layers, &device)?;
+        let rows = in_id_order(ids, layers)?;
+        let device = rows.layers[0].device().clone();
+        let patches = patch_matrix(&rows.layers, &device)?;
         let n = patches.matrix.dim(0)?;
         let _span =
             tracing::info_span!("softpatch_fit", n_images = patches.n_images, n_patches = n)
@@ -122,10 +127,14 @@ impl Fit for SoftPatchConfig {
         } else {
             let kept_index = Tensor::from_vec(kept.clone(), kept.len(), &device)?;
             let candidates = projected.index_select(&kept_index, 0)?;
+            // Start from the id-keyed patch, or the first kept patch after it.
+            let wanted = coreset_start(&rows.ids, patches.grid.0 * patches.grid.1, self.seed);
+            let start =
+                kept.partition_point(|&k| (k as usize) < wanted).min(kept.len().saturating_sub(1));
             let picks = greedy_coreset(
                 &candidates,
                 coreset_size(self.coreset_fraction, kept.len()),
-                &mut rng,
+                start,
             )?;
             picks.iter().map(|&p| kept[p as usize]).collect()
         };
