@@ -1,7 +1,7 @@
 //! The stage-1 resume cache: one JSON file of scores per finished sub-model, written atomically,
 //! in a folder named after a fingerprint of everything that determines those scores.
 
-use crate::{Error, Result, Stage1Config};
+use crate::{Error, Result, Stage1Config, TrainingSet};
 use llb_types::SampleId;
 use std::path::{Path, PathBuf};
 
@@ -35,10 +35,17 @@ impl ResumeStore {
         root: &Path,
         cache_key: &str,
         config: &Stage1Config,
-        ids: &[SampleId],
-        content_sha256: &[String],
+        train: &TrainingSet<'_>,
     ) -> Result<Self> {
         let config_json = serde_json::to_string(config).expect("configs serialise");
+        let cache_key = match train.fit_mask {
+            None => cache_key.to_owned(),
+            Some(mask) => {
+                let bits: String = mask.iter().map(|&m| if m { '1' } else { '0' }).collect();
+                format!("{cache_key}|fit-mask:{bits}")
+            }
+        };
+        let (ids, content_sha256) = (train.ids, train.content_sha256);
         let mut text = format!("{cache_key}\n{config_json}\n");
         for (id, content) in ids.iter().zip(content_sha256) {
             text.push_str(id.as_str());
@@ -52,7 +59,7 @@ impl ResumeStore {
         Ok(Self {
             dir,
             fingerprint,
-            cache_key: cache_key.to_owned(),
+            cache_key,
             ids: ids.to_vec(),
             content_sha256: content_sha256.to_vec(),
         })

@@ -52,6 +52,10 @@ pub struct TrainingSet<'a> {
     pub content_sha256: &'a [String],
     /// Physical-sample group of each id (`None` when unknown); same length as `ids`.
     pub groups: &'a [Option<GroupId>],
+    /// Which samples the sub-models may be fitted on, in the order of `ids` (`None`: all). Every
+    /// sample is scored either way; a later screening round passes the previous round's kept
+    /// set here, so each sub-model refits on its block minus the images already distrusted.
+    pub fit_mask: Option<&'a [bool]>,
     /// Encoder features, one tensor `[N, C, h, w]` per layer, rows in the order of `ids`.
     pub layers: &'a [Tensor],
     /// Size `(H, W)` of the anomaly maps, i.e. of the preprocessed images.
@@ -96,9 +100,7 @@ pub fn run_stage1<F: Fit>(
     let k = partition.k();
     let _span = tracing::info_span!("stage1", k, n_samples = n).entered();
     let store = match resume_dir {
-        Some(dir) => {
-            Some(ResumeStore::open(dir, cache_key, config, train.ids, train.content_sha256)?)
-        }
+        Some(dir) => Some(ResumeStore::open(dir, cache_key, config, train)?),
         None => None,
     };
     let row_of: std::collections::BTreeMap<&SampleId, usize> =
@@ -111,10 +113,20 @@ pub fn run_stage1<F: Fit>(
             columns.push(scores);
             continue;
         }
-        let rows: Vec<u32> = members.iter().map(|id| row_of[id] as u32).collect();
+        let fitted: Vec<SampleId> = members
+            .iter()
+            .filter(|id| train.fit_mask.is_none_or(|mask| mask[row_of[id]]))
+            .cloned()
+            .collect();
+        if fitted.is_empty() {
+            return Err(Error::Features(format!(
+                "block {block} has no sample left to fit a sub-model on"
+            )));
+        }
+        let rows: Vec<u32> = fitted.iter().map(|id| row_of[id] as u32).collect();
         let subset = select_rows(train.layers, &rows)?;
         let model =
-            fit.fit(members, &subset).map_err(|source| Error::Detector { block, source })?;
+            fit.fit(&fitted, &subset).map_err(|source| Error::Detector { block, source })?;
         let scores = score_all(&model, train, config, block)?;
         if let Some(store) = &store {
             store.save(block, &scores)?;
@@ -153,6 +165,11 @@ fn check_training_set(train: &TrainingSet<'_>) -> Result<usize> {
     if train.content_sha256.len() != n {
         let got = train.content_sha256.len();
         return Err(Error::Features(format!("{got} content hashes for {n} ids")));
+    }
+    if let Some(mask) = train.fit_mask
+        && mask.len() != n
+    {
+        return Err(Error::Features(format!("a fit mask of {} for {n} ids", mask.len())));
     }
     if train.layers.is_empty() {
         return Err(Error::Features("no feature layers".into()));

@@ -70,6 +70,7 @@ fn every_sample_is_scored_by_every_submodel_with_membership_flags() {
         ids: &ids,
         content_sha256: &content,
         groups: &groups,
+        fit_mask: None,
         layers: &layers,
         image_size_px: (3, 3),
     };
@@ -105,6 +106,7 @@ fn a_resumed_run_reuses_scores_and_gives_the_same_table() {
         ids: &ids,
         content_sha256: &content,
         groups: &groups,
+        fit_mask: None,
         layers: &layers,
         image_size_px: (3, 3),
     };
@@ -140,6 +142,7 @@ fn a_submodel_sees_its_block_whatever_the_input_order() {
         ids: &ids,
         content_sha256: &content,
         groups: &groups,
+        fit_mask: None,
         layers: &layers,
         image_size_px: (3, 3),
     };
@@ -154,6 +157,7 @@ fn a_submodel_sees_its_block_whatever_the_input_order() {
         ids: &r_ids,
         content_sha256: &r_content,
         groups: &groups,
+        fit_mask: None,
         layers: &r_layers,
         image_size_px: (3, 3),
     };
@@ -177,6 +181,7 @@ fn inconsistent_inputs_are_errors() {
         ids: short,
         content_sha256: &content[..5],
         groups: &groups[..5],
+        fit_mask: None,
         layers: &layers,
         image_size_px: (3, 3),
     };
@@ -187,6 +192,7 @@ fn inconsistent_inputs_are_errors() {
         ids: &ids,
         content_sha256: &content,
         groups: &groups,
+        fit_mask: None,
         layers: &layers,
         image_size_px: (3, 3),
     };
@@ -201,4 +207,41 @@ fn autotraits() {
     check::<crate::Stage1Config>();
     check::<crate::Stage1Output>();
     check::<crate::Error>();
+}
+
+#[test]
+fn a_fit_mask_keeps_distrusted_samples_out_of_every_submodel() {
+    // Masking out the anomalies (every 5th image) moves each sub-model's mean patch to the
+    // normal images: anomalies score higher and normal images lower than without the mask.
+    let (ids, groups, layer) = training_set(20);
+    let content = contents(20);
+    let layers = [layer];
+    let mask: Vec<bool> = (0..20).map(|i| i % 5 != 0).collect();
+    let base = TrainingSet {
+        ids: &ids,
+        content_sha256: &content,
+        groups: &groups,
+        fit_mask: None,
+        layers: &layers,
+        image_size_px: (3, 3),
+    };
+    let fit = MeanPatch { fits: AtomicUsize::new(0) };
+    let plain = run_stage1(&fit, &base, &config(2), "toy", None).unwrap();
+    let masked_set = TrainingSet { fit_mask: Some(&mask), ..base };
+    let masked = run_stage1(&fit, &masked_set, &config(2), "toy", None).unwrap();
+    for j in 0..2 {
+        let (before, after) = (plain.table.column_scores(j), masked.table.column_scores(j));
+        for i in 0..20 {
+            if i % 5 == 0 {
+                assert!(after[i] > before[i], "anomaly {i}, model {j}");
+            } else {
+                assert!(after[i] < before[i], "normal {i}, model {j}");
+            }
+        }
+    }
+    let short = [true; 3];
+    let err =
+        run_stage1(&fit, &TrainingSet { fit_mask: Some(&short), ..base }, &config(2), "toy", None)
+            .unwrap_err();
+    assert!(err.to_string().contains("fit mask of 3 for 20 ids"), "{err}");
 }

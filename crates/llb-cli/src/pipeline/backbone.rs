@@ -74,13 +74,15 @@ impl Fit for DetectorSettings {
 }
 
 impl DetectorSettings {
-    /// The detector's name in result tables, e.g. `patchcore`.
-    pub(crate) fn short_name(&self) -> String {
-        match self {
-            DetectorSettings::Patchcore(_) => "patchcore".into(),
-            DetectorSettings::Softpatch(_) => "softpatch".into(),
-            DetectorSettings::Dinomaly(_) => "dinomaly".into(),
+    /// The same detector with every random choice seeded by `seed`.
+    pub(crate) fn with_seed(&self, seed: u64) -> Self {
+        let mut out = self.clone();
+        match &mut out {
+            DetectorSettings::Patchcore(c) => c.seed = seed,
+            DetectorSettings::Softpatch(c) => c.seed = seed,
+            DetectorSettings::Dinomaly(c) => c.seed = seed,
         }
+        out
     }
 }
 

@@ -106,6 +106,7 @@ impl ModelArgs {
             submodel: None,
             fusion: self.fusion.clone(),
             selection: self.selection.clone(),
+            rounds: 1,
         });
         // PatchCore-style detectors merge CNN grids with the patch aggregation; Dinomaly
         // reconstructs the blocks as they are.

@@ -28,6 +28,33 @@ pub(crate) struct PurifySettings {
     pub(crate) fusion: String,
     /// Selection rule, e.g. `keep-fraction(0.8)` or `mad(3.5)`.
     pub(crate) selection: String,
+    /// Screening rounds, at least 1: round r + 1 refits every sub-model on its block minus the
+    /// images round r dropped, scores every image again and selects again; the last round's
+    /// selection is the result. Absent in files written before it existed: 1 (the paper).
+    #[serde(default = "one_round")]
+    pub(crate) rounds: usize,
+}
+
+fn one_round() -> usize {
+    1
+}
+
+impl PurifySettings {
+    /// Resolves the fusion and selection rules through the built-in registries and checks the
+    /// round count, so that a typo fails before any image is read.
+    ///
+    /// # Errors
+    /// An unknown or malformed rule (the message lists the known names), or `rounds = 0`.
+    pub(crate) fn check_rules(&self) -> anyhow::Result<()> {
+        AggregatorRegistry::with_builtins()
+            .build(&self.fusion)
+            .with_context(|| format!("fusion rule `{}`", self.fusion))?;
+        SelectorRegistry::with_builtins()
+            .build(&self.selection)
+            .with_context(|| format!("selection rule `{}`", self.selection))?;
+        anyhow::ensure!(self.rounds >= 1, "rounds = 0: stage 1 needs at least one round");
+        Ok(())
+    }
 }
 
 /// Everything `llb fit` decides, saved next to the model so that a run can be repeated.
@@ -44,6 +71,21 @@ pub(crate) struct FitSettings {
     pub(crate) test_score: ImageScoreRule,
     /// Seed of the split used to calibrate the decision threshold.
     pub(crate) calibration_seed: u64,
+}
+
+impl FitSettings {
+    /// The same settings with every seed (detector, sub-model, partition, calibration) set to
+    /// `seed`: one replicate of an experiment.
+    pub(crate) fn with_seed(&self, seed: u64) -> Self {
+        let mut out = self.clone();
+        out.detector = self.detector.with_seed(seed);
+        out.calibration_seed = seed;
+        if let Some(purify) = out.purify.as_mut() {
+            purify.stage1.partition.seed = seed;
+            purify.submodel = purify.submodel.as_ref().map(|d| d.with_seed(seed));
+        }
+        out
+    }
 }
 
 /// Stage-1 results.
@@ -74,27 +116,38 @@ pub(crate) fn screen(
 ) -> anyhow::Result<Option<Screening>> {
     let Some(purify) = &settings.purify else { return Ok(None) };
     let size = settings.encoder.image_size_px as usize;
-    let set = TrainingSet {
-        ids: &train.ids,
-        content_sha256: &train.content_sha256,
-        groups,
-        layers: &train.layers,
-        image_size_px: (size, size),
-    };
     let submodel = purify.submodel.as_ref().unwrap_or(&settings.detector);
     let cache_key = format!("{}|{cache_key}", serde_json::to_string(submodel)?);
-    let out = run_stage1(submodel, &set, &purify.stage1, &cache_key, resume_dir)
-        .context("stage 1 (sub-models)")?;
     let aggregator = AggregatorRegistry::with_builtins().build(&purify.fusion)?;
     let selector = SelectorRegistry::with_builtins().build(&purify.selection)?;
-    let purification = llb_purify::purify(&out.table, aggregator.as_ref(), selector.as_ref())?;
-    tracing::info!(
-        kept = purification.selection.kept.len(),
-        dropped = purification.selection.dropped.len(),
-        cut = purification.selection.cut,
-        "stage 1 selection"
-    );
-    Ok(Some(Screening { table: out.table, purification }))
+    let mut fit_mask: Option<Vec<bool>> = None;
+    let mut screening = None;
+    for round in 0..purify.rounds.max(1) {
+        let _span = tracing::info_span!("screening_round", round).entered();
+        let set = TrainingSet {
+            ids: &train.ids,
+            content_sha256: &train.content_sha256,
+            groups,
+            fit_mask: fit_mask.as_deref(),
+            layers: &train.layers,
+            image_size_px: (size, size),
+        };
+        let out = run_stage1(submodel, &set, &purify.stage1, &cache_key, resume_dir)
+            .context("stage 1 (sub-models)")?;
+        let purification = llb_purify::purify(&out.table, aggregator.as_ref(), selector.as_ref())?;
+        tracing::info!(
+            round,
+            kept = purification.selection.kept.len(),
+            dropped = purification.selection.dropped.len(),
+            cut = purification.selection.cut,
+            "stage 1 selection"
+        );
+        let kept: std::collections::BTreeSet<&SampleId> =
+            purification.selection.kept.iter().collect();
+        fit_mask = Some(train.ids.iter().map(|id| kept.contains(id)).collect());
+        screening = Some(Screening { table: out.table, purification });
+    }
+    Ok(screening)
 }
 
 /// Stage 2: the final detector on the kept ids (all ids without screening).
