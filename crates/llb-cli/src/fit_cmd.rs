@@ -1,8 +1,8 @@
 //! `llb fit` and `llb purify`: the two stages (or stage 1 alone) on a training set.
 
 use crate::pipeline::{
-    DataArgs, ModelArgs, ModelCard, OnBadImage, RunContext, Screening, calibrate_threshold,
-    fit_final, groups_of, model_dir, screen,
+    DataArgs, ModelArgs, ModelCard, OnBadImage, RunContext, Screening, ScreeningQuality,
+    calibrate_threshold, fit_final, groups_of, model_dir, screen,
 };
 use anyhow::Context;
 use candle_core::Device;
@@ -34,7 +34,7 @@ pub(crate) struct FitArgs {
 pub(crate) fn run(args: &FitArgs, stage1_only: bool, device: &Device) -> anyhow::Result<()> {
     let dataset = args.data.load()?;
     let ctx = RunContext::new(args.cache.clone(), device)?;
-    let settings = args.model.settings();
+    let settings = args.model.settings()?;
     if stage1_only {
         anyhow::ensure!(settings.purify.is_some(), "`llb purify` runs stage 1: drop --no-purify");
     }
@@ -129,7 +129,9 @@ pub(crate) fn write_screening(
     crate::plot::histogram_png(&out.join("fused_scores.png"), &histogram, "fused stage-1 scores")?;
     if labelled {
         let report = PurityReport::new(selection, &labels)?;
-        model_dir::write_json(&out.join("purity.json"), &report)?;
+        let quality = ScreeningQuality::of(&screening.purification.fused, &labels)?;
+        let json = serde_json::json!({"purity": report, "screening": quality});
+        model_dir::write_json(&out.join("purity.json"), &json)?;
     }
     Ok(())
 }

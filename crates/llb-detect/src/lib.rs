@@ -52,7 +52,7 @@ pub use dinomaly::{
     LrSchedule, MapConfig, OptimizerConfig, TrainingLength, WeightInit,
 };
 pub use error::{Error, Result};
-pub use patchcore::{BankSampling, PatchCore, PatchCoreConfig};
+pub use patchcore::{BankSampling, PatchCore, PatchCoreConfig, PatchScore};
 pub use saved::{
     DetectorState, FORMAT_VERSION, MODEL_CARD_FILE, MODEL_TENSORS_FILE, ModelCard, SavedModel,
     load_detector, model_files,

@@ -5,8 +5,8 @@
 use crate::order::row_ids;
 use crate::patchcore::test_data::normal_features;
 use crate::{
-    BankSampling, Detector, DinomalyConfig, Fit, LrSchedule, OutlierScore, PatchCoreConfig, Result,
-    SoftPatchConfig, TrainingLength,
+    BankSampling, Detector, DinomalyConfig, Fit, LrSchedule, OutlierScore, PatchCoreConfig,
+    PatchScore, Result, SoftPatchConfig, TrainingLength,
 };
 use candle_core::{Device, Tensor};
 use llb_types::SampleId;
@@ -65,7 +65,17 @@ fn patchcore_random_bank_with_neighbours_ignores_row_order() -> Result<()> {
     check(&PatchCoreConfig {
         coreset_fraction: 0.3,
         bank_sampling: BankSampling::Random,
-        n_neighbours: 4,
+        patch_score: PatchScore::MeanOfNearest { k: 4 },
+        ..PatchCoreConfig::roth2022()
+    })
+}
+
+#[test]
+fn patchcore_kth_nearest_image_ignores_row_order() -> Result<()> {
+    check(&PatchCoreConfig {
+        coreset_fraction: 0.5,
+        bank_sampling: BankSampling::Random,
+        patch_score: PatchScore::KthNearestImage { fraction: 0.3 },
         ..PatchCoreConfig::roth2022()
     })
 }

@@ -10,7 +10,7 @@ use crate::dinomaly::{DinomalyConfig, DinomalyModel, FeatureShape};
 use crate::patchcore::{PatchCore, PatchCoreConfig};
 use crate::softpatch::{SoftPatch, SoftPatchConfig};
 use crate::{Detector, Error, ImageScoreRule, Result};
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 use llb_features::InputSpec;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -123,7 +123,12 @@ impl PatchCore {
     pub fn save(&self, dir: &Path, card: &ModelCard) -> Result<()> {
         let detector =
             DetectorState::PatchCore { config: self.config().clone(), grid: self.grid().into() };
-        write(dir, card, detector, BTreeMap::from([("bank".to_string(), self.bank().clone())]))
+        let mut tensors = BTreeMap::from([("bank".to_string(), self.bank().clone())]);
+        if let Some(images) = self.bank_images() {
+            let images = Tensor::from_slice(images, images.len(), self.bank().device())?;
+            tensors.insert("bank_images".to_string(), images);
+        }
+        write(dir, card, detector, tensors)
     }
 
     /// Loads a PatchCore model saved by [`PatchCore::save`] onto `device`.
@@ -137,7 +142,24 @@ impl PatchCore {
             DetectorState::PatchCore { config, grid } => {
                 let bank = take(&mut tensors, "bank", dir)?;
                 check_bank(&bank, None, grid, dir)?;
-                Ok((Self::from_parts(config, bank, grid.into())?, saved.card))
+                let images = match tensors.remove("bank_images") {
+                    Some(t) if t.dims() == [bank.dim(0)?] && t.dtype() == DType::U32 => {
+                        Some(t.to_vec1::<u32>()?)
+                    }
+                    Some(t) => {
+                        let reason = format!(
+                            "`bank_images` must be [{}] u32, got {:?}",
+                            bank.dim(0)?,
+                            t.dims()
+                        );
+                        return Err(Error::BadModel { path: dir.to_path_buf(), reason });
+                    }
+                    None => None,
+                };
+                let model = Self::from_parts(config, bank, grid.into(), images).map_err(|e| {
+                    Error::BadModel { path: dir.to_path_buf(), reason: e.to_string() }
+                })?;
+                Ok((model, saved.card))
             }
             other => Err(wrong_kind(dir, "patchcore", &other)),
         }

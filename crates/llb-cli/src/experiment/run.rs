@@ -5,8 +5,8 @@ use super::dataset::{contaminated, load_clean};
 use super::log::{append_log, read_rows};
 use super::manifest::Manifest;
 use crate::pipeline::{
-    Extracted, FitSettings, OnBadImage, RunContext, evaluate, fit_final, groups_of, model_dir,
-    screen,
+    Extracted, FitSettings, OnBadImage, RunContext, ScreeningQuality, evaluate, fit_final,
+    groups_of, model_dir, screen,
 };
 use anyhow::Context;
 use candle_core::Device;
@@ -84,21 +84,6 @@ pub(crate) struct ResultRow {
     pub(crate) screening: Option<ScreeningQuality>,
     /// Wall-clock seconds of stage 1 + stage 2 (features excluded: they are cached and shared).
     pub(crate) fit_seconds: f64,
-}
-
-/// Screening quality: the fused stage-1 scores of the training images as a detector of the
-/// hidden anomalous ones.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct ScreeningQuality {
-    /// AUROC of the fused scores against the hidden labels.
-    pub(crate) auroc: f64,
-    /// Average precision of the same.
-    pub(crate) ap: f64,
-    /// 10th, 50th and 90th percentiles of the fused scores of the normal training images.
-    pub(crate) normal_quantiles: [f64; 3],
-    /// The same percentiles for the anomalous training images.
-    pub(crate) anomalous_quantiles: [f64; 3],
 }
 
 /// Everything a table is rendered from.
@@ -303,9 +288,7 @@ fn result_row(
         _ => None,
     };
     let screening = match &fitted.screening {
-        Some(s) if labelled && !anomalous.is_empty() && anomalous.len() < labels.len() => {
-            Some(screening_quality(&s.purification.fused, &anomalous)?)
-        }
+        Some(s) if labelled => ScreeningQuality::of(&s.purification.fused, &labels)?,
         _ => None,
     };
     let pixel = evaluation.pixel.as_ref();
@@ -333,31 +316,5 @@ fn result_row(
         purity,
         screening,
         fit_seconds,
-    })
-}
-
-/// AUROC, AP and percentiles of the fused scores against the hidden labels.
-fn screening_quality(
-    fused: &llb_purify::FusedScores,
-    anomalous: &BTreeSet<&llb_types::SampleId>,
-) -> anyhow::Result<ScreeningQuality> {
-    let (scores, labels): (Vec<f32>, Vec<bool>) =
-        fused.iter().map(|(id, s)| (s, anomalous.contains(id))).unzip();
-    let metrics = llb_metrics::ImageMetrics::exact(&scores, &labels)?;
-    let quantiles = |want: bool| {
-        let mut v: Vec<f64> = scores
-            .iter()
-            .zip(&labels)
-            .filter(|(_, l)| **l == want)
-            .map(|(s, _)| f64::from(*s))
-            .collect();
-        v.sort_by(f64::total_cmp);
-        [0.1, 0.5, 0.9].map(|q| v[((q * (v.len() - 1) as f64).round() as usize).min(v.len() - 1)])
-    };
-    Ok(ScreeningQuality {
-        auroc: metrics.auroc,
-        ap: metrics.ap,
-        normal_quantiles: quantiles(false),
-        anomalous_quantiles: quantiles(true),
     })
 }

@@ -6,6 +6,7 @@ mod context;
 mod evaluate;
 mod extract;
 pub(crate) mod model_dir;
+mod quality;
 mod settings;
 mod source;
 mod twostage;
@@ -15,6 +16,7 @@ pub(crate) use context::RunContext;
 pub(crate) use evaluate::{Evaluation, evaluate, for_each_scored};
 pub(crate) use extract::{Extracted, Extractor, OnBadImage};
 pub(crate) use model_dir::ModelCard;
+pub(crate) use quality::ScreeningQuality;
 pub(crate) use settings::ModelArgs;
 pub(crate) use source::{DataArgs, groups_of};
 pub(crate) use twostage::{

@@ -3,6 +3,7 @@
 
 use super::backbone::{DetectorSettings, EncoderKind, EncoderSettings};
 use super::twostage::{FitSettings, PurifySettings};
+use anyhow::Context;
 use llb_detect::{
     DinomalyConfig, ImageScoreRule, PatchCoreConfig, SoftPatchConfig, TrainingLength,
 };
@@ -18,6 +19,16 @@ pub(crate) enum DetectorKind {
     Softpatch,
     /// Dinomaly (decoder trained to reconstruct DINOv2 blocks 2..9; the CPU-scale preset).
     Dinomaly,
+}
+
+/// The stage-1 sub-models `--submodel` can choose.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum SubmodelKind {
+    /// The final detector (the paper's choice).
+    Same,
+    /// `PatchCoreConfig::llb_density_screen`: a screener whose memory keeps the training set's
+    /// density, so recurring defects in a few images stay rare.
+    Density,
 }
 
 /// Model options shared by `fit`, `purify` and `experiment`.
@@ -58,6 +69,19 @@ pub(crate) struct ModelArgs {
     /// decide from the fused scores how many to drop.
     #[arg(long, default_value = "mad(3.5)")]
     pub(crate) selection: String,
+    /// Stage-1 sub-model: `same` fits the final detector on every subset (the paper), `density`
+    /// the density screener `PatchCoreConfig::llb_density_screen` (a random memory bank scored
+    /// by the distance to the k-th nearest training image).
+    #[arg(long, value_enum, default_value = "same")]
+    pub(crate) submodel: SubmodelKind,
+    /// A JSON file holding the sub-model detector's full settings (as in `llb.json`'s
+    /// `settings.detector`); overrides `--submodel`.
+    #[arg(long)]
+    pub(crate) submodel_config: Option<std::path::PathBuf>,
+    /// Screening rounds: each further round refits the sub-models without the images the
+    /// previous round dropped.
+    #[arg(long, default_value_t = 1)]
+    pub(crate) rounds: usize,
     /// Fit the detector on every training image (the baseline without purification).
     #[arg(long)]
     pub(crate) no_purify: bool,
@@ -68,8 +92,11 @@ pub(crate) struct ModelArgs {
 }
 
 impl ModelArgs {
-    /// The settings these options describe.
-    pub(crate) fn settings(&self) -> FitSettings {
+    /// The settings these options describe, with the rules checked.
+    ///
+    /// # Errors
+    /// An unreadable or invalid `--submodel-config`, or an unknown fusion or selection rule.
+    pub(crate) fn settings(&self) -> anyhow::Result<FitSettings> {
         let detector = match self.detector {
             DetectorKind::Patchcore => DetectorSettings::Patchcore(PatchCoreConfig {
                 coreset_fraction: self.coreset_fraction,
@@ -97,23 +124,40 @@ impl ModelArgs {
         };
         let layers = self.layers.clone().unwrap_or(default_layers);
         let mode = if self.group_aware { PartitionMode::GroupAware } else { PartitionMode::Random };
+        let submodel = match (&self.submodel_config, self.submodel) {
+            (Some(path), _) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                let detector: DetectorSettings = serde_json::from_str(&text)
+                    .with_context(|| format!("parsing {}", path.display()))?;
+                Some(detector.with_seed(self.seed))
+            }
+            (None, SubmodelKind::Same) => None,
+            (None, SubmodelKind::Density) => Some(DetectorSettings::Patchcore(PatchCoreConfig {
+                seed: self.seed,
+                ..PatchCoreConfig::llb_density_screen()
+            })),
+        };
         let purify = (!self.no_purify).then(|| PurifySettings {
             stage1: Stage1Config {
                 partition: PartitionConfig { k: self.k, seed: self.seed, mode },
                 screening_score: ImageScoreRule::TopMean { fraction: 0.01 },
                 batch_size: 16,
             },
-            submodel: None,
+            submodel,
             fusion: self.fusion.clone(),
             selection: self.selection.clone(),
-            rounds: 1,
+            rounds: self.rounds,
         });
+        if let Some(purify) = &purify {
+            purify.check_rules().map_err(|e| crate::metrics_cmd::bad(format!("{e:#}")))?;
+        }
         // PatchCore-style detectors merge CNN grids with the patch aggregation; Dinomaly
         // reconstructs the blocks as they are.
         let aggregation = (self.encoder == EncoderKind::EfficientnetLite0
             && self.detector != DetectorKind::Dinomaly)
             .then(PatchAggregatorConfig::anomalib);
-        FitSettings {
+        Ok(FitSettings {
             encoder: EncoderSettings {
                 kind: self.encoder,
                 layers,
@@ -124,6 +168,6 @@ impl ModelArgs {
             purify,
             test_score: ImageScoreRule::Max,
             calibration_seed: self.seed,
-        }
+        })
     }
 }

@@ -98,7 +98,8 @@ fn fit_predict_eval_on_a_contaminated_benchmark() {
         &std::fs::read_to_string(Path::new(model).join("purity.json")).unwrap(),
     )
     .unwrap();
-    assert_eq!(purity["n_anomalous"], 4);
+    assert_eq!(purity["purity"]["n_anomalous"], 4);
+    assert!(purity["screening"]["auroc"].as_f64().is_some_and(|a| (0.0..=1.0).contains(&a)));
 
     let new_images = dir.path().join("data/tex/test/stain");
     let predictions = dir.path().join("predictions");

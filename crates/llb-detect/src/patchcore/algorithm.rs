@@ -1,7 +1,8 @@
 //! The fitted PatchCore model: fitting (coreset), anomaly maps and the re-weighted image score.
 
+use super::bank::Scoring;
 use super::bank::{MemoryBank, Nearest};
-use super::config::{BankSampling, PatchCoreConfig};
+use super::config::{BankSampling, PatchCoreConfig, PatchScore};
 use super::coreset::{coreset_size, coreset_start, greedy_coreset, project, random_rows};
 use crate::Result;
 use crate::detector::{Detector, Fit, ImageScoreRule, Scores, image_scores};
@@ -116,23 +117,42 @@ impl PatchCore {
         self.inner.grid_scores(layers)
     }
 
-    /// Rebuilds a model from its parts (used by loading).
+    /// Rebuilds a model from its parts: `image_of` numbers the training image of each bank
+    /// row (required by [`PatchScore::KthNearestImage`], ignored otherwise).
     pub(crate) fn from_parts(
         config: PatchCoreConfig,
         bank: Tensor,
         grid: (usize, usize),
+        image_of: Option<Vec<u32>>,
     ) -> Result<Self> {
         config.validate()?;
         let blur_sigma_px = config.blur_sigma_px;
-        let n_neighbours = config.n_neighbours;
-        Ok(Self {
-            config,
-            inner: BankDetector {
-                bank: MemoryBank::new(bank, None)?.with_neighbours(n_neighbours),
-                grid,
-                blur_sigma_px,
-            },
-        })
+        let scoring = match config.patch_score {
+            PatchScore::Nearest => Scoring::Nearest,
+            PatchScore::MeanOfNearest { k } => Scoring::MeanOfNearest(k),
+            PatchScore::KthNearestImage { fraction } => {
+                let image_of = image_of.ok_or_else(|| crate::Error::Shape {
+                    what: "bank image indices".into(),
+                    expected: "one training-image index per bank row".into(),
+                    got: vec![],
+                })?;
+                let n_images = image_of.iter().map(|&i| i as usize + 1).max().unwrap_or(0);
+                let distinct = image_of.iter().collect::<std::collections::BTreeSet<_>>().len();
+                let k = ((fraction * distinct as f64).ceil() as usize).max(1);
+                Scoring::KthNearestImage { k, image_of, n_images }
+            }
+        };
+        let bank = MemoryBank::new(bank, None)?.with_scoring(scoring)?;
+        Ok(Self { config, inner: BankDetector { bank, grid, blur_sigma_px } })
+    }
+
+    /// The training image (numbered in id order) of each bank row, when the scoring rule keeps
+    /// them.
+    pub fn bank_images(&self) -> Option<&[u32]> {
+        match self.inner.bank.scoring() {
+            Scoring::KthNearestImage { image_of, .. } => Some(image_of),
+            _ => None,
+        }
     }
 
     /// The paper's image-score weight `1 − softmax(d)₀` for image `image` of a scored batch:
@@ -210,16 +230,16 @@ impl Fit for PatchCoreConfig {
                 Some(greedy_coreset(&projected, size, start)?)
             }
         };
-        let bank = match selected {
-            None => patches.matrix,
-            Some(selected) => {
-                let len = selected.len();
-                let index = Tensor::from_vec(selected, len, &device)?;
-                patches.matrix.index_select(&index, 0)?
-            }
+        let selected = selected.unwrap_or_else(|| (0..n as u32).collect());
+        let image_of: Vec<u32> = selected.iter().map(|&r| r / per_image as u32).collect();
+        let len = selected.len();
+        let bank = if len == n {
+            patches.matrix
+        } else {
+            patches.matrix.index_select(&Tensor::from_vec(selected, len, &device)?, 0)?
         };
         tracing::info!(bank = bank.dim(0)?, "patchcore memory bank");
-        PatchCore::from_parts(self.clone(), bank, patches.grid)
+        PatchCore::from_parts(self.clone(), bank, patches.grid, Some(image_of))
     }
 }
 
@@ -232,9 +252,14 @@ impl Detector for PatchCore {
             BankSampling::GreedyCoreset => "coreset",
             BankSampling::Random => "random",
         };
+        let score = match c.patch_score {
+            PatchScore::Nearest => "nearest".to_owned(),
+            PatchScore::MeanOfNearest { k } => format!("mean-of-nearest({k})"),
+            PatchScore::KthNearestImage { fraction } => format!("kth-nearest-image({fraction})"),
+        };
         format!(
-            "patchcore({sampling}={},k={},proj={proj},reweight={reweight},sigma={})",
-            c.coreset_fraction, c.n_neighbours, c.blur_sigma_px
+            "patchcore({sampling}={},score={score},proj={proj},reweight={reweight},sigma={})",
+            c.coreset_fraction, c.blur_sigma_px
         )
     }
 

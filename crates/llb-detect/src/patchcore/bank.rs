@@ -17,15 +17,34 @@ pub(crate) struct MemoryBank {
     minus_two_t: Tensor,
     /// `‖b‖²` per bank patch, `[1, K]`.
     sq_norms: Tensor,
-    /// A query's score averages its distances to this many nearest bank patches (at least 1).
-    n_neighbours: usize,
+    /// How a query's distances become its score.
+    scoring: Scoring,
+}
+
+/// The bank's scoring rule, resolved for this bank.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Scoring {
+    /// The nearest bank patch's distance.
+    Nearest,
+    /// The mean distance to the `k` nearest bank patches.
+    MeanOfNearest(usize),
+    /// The `k`-th smallest per-image minimum distance; `image_of[j]` is the training image of
+    /// bank row `j`, numbered `0..n_images`.
+    KthNearestImage {
+        /// Which of the sorted per-image distances is the score (1-based).
+        k: usize,
+        /// Training image of each bank row.
+        image_of: Vec<u32>,
+        /// Number of distinct images.
+        n_images: usize,
+    },
 }
 
 /// The nearest bank patch of every query.
 #[derive(Clone, Debug)]
 pub(crate) struct Nearest {
-    /// Euclidean distance to the nearest bank patch, `[M]` f32, never negative; with
-    /// `n_neighbours > 1`, the mean distance to that many nearest bank patches.
+    /// The query's score under the bank's [`Scoring`]: the Euclidean distance to the nearest
+    /// bank patch by default, `[M]` f32, never negative.
     pub(crate) distances: Tensor,
     /// Index of that bank patch, `[M]` u32.
     pub(crate) indices: Tensor,
@@ -37,14 +56,31 @@ impl MemoryBank {
         let features = features.to_dtype(DType::F32)?.contiguous()?;
         let minus_two_t = features.affine(-2.0, 0.0)?.t()?.contiguous()?;
         let sq_norms = features.sqr()?.sum_keepdim(D::Minus1)?.t()?.contiguous()?;
-        Ok(Self { features, weights, minus_two_t, sq_norms, n_neighbours: 1 })
+        Ok(Self { features, weights, minus_two_t, sq_norms, scoring: Scoring::Nearest })
     }
 
-    /// The same bank scoring queries by their mean distance to `n` nearest bank patches (capped
-    /// at the bank size; `n ≤ 1` is the nearest-neighbour distance).
-    pub(crate) fn with_neighbours(mut self, n: usize) -> Self {
-        self.n_neighbours = n.max(1);
-        self
+    /// The same bank with another scoring rule.
+    ///
+    /// # Errors
+    /// [`crate::Error::Shape`] when a per-image rule's `image_of` does not have one entry per
+    /// bank row or names an image `>= n_images`.
+    pub(crate) fn with_scoring(mut self, scoring: Scoring) -> Result<Self> {
+        if let Scoring::KthNearestImage { image_of, n_images, .. } = &scoring
+            && (image_of.len() != self.len() || image_of.iter().any(|&i| i as usize >= *n_images))
+        {
+            return Err(crate::Error::Shape {
+                what: "bank image indices".into(),
+                expected: format!("{} indices below {n_images}", self.len()),
+                got: vec![image_of.len()],
+            });
+        }
+        self.scoring = scoring;
+        Ok(self)
+    }
+
+    /// The scoring rule.
+    pub(crate) fn scoring(&self) -> &Scoring {
+        &self.scoring
     }
 
     /// Number of bank patches.
@@ -79,11 +115,16 @@ impl MemoryBank {
             let partial = q.matmul(&self.minus_two_t)?.broadcast_add(&self.sq_norms)?;
             let index = partial.argmin_keepdim(D::Minus1)?;
             let q_sq = q.sqr()?.sum_keepdim(D::Minus1)?;
-            let n = self.n_neighbours.min(k);
-            let best = if n > 1 {
-                mean_of_nearest(&partial, &q_sq, n)?
-            } else {
-                partial.gather(&index, D::Minus1)?.add(&q_sq)?.relu()?.sqrt()?
+            let best = match &self.scoring {
+                Scoring::MeanOfNearest(n) if (*n).min(k) > 1 => {
+                    row_scores(&partial, &q_sq, |row| mean_of_nearest(row, (*n).min(k)))?
+                }
+                Scoring::KthNearestImage { k: kth, image_of, n_images } => {
+                    row_scores(&partial, &q_sq, |row| {
+                        kth_nearest_image(row, image_of, *n_images, *kth)
+                    })?
+                }
+                _ => partial.gather(&index, D::Minus1)?.add(&q_sq)?.relu()?.sqrt()?,
             };
             distances.push(best.squeeze(1)?);
             indices.push(index.squeeze(1)?);
@@ -112,28 +153,53 @@ impl MemoryBank {
     }
 }
 
-/// Per row of `partial` `[rows, K]` (`‖b‖² − 2q·b`), the mean Euclidean distance to the `n`
-/// nearest bank patches, `[rows, 1]`: `q_sq` `[rows, 1]` completes the squared distances, which
-/// are clamped at 0. The `n` smallest are summed in ascending order, so the result does not
-/// depend on the bank's row order beyond ties.
-fn mean_of_nearest(partial: &Tensor, q_sq: &Tensor, n: usize) -> Result<Tensor> {
+/// Applies `score` to each row of squared distances: `partial` `[rows, K]` holds
+/// `‖b‖² − 2q·b`, completed by `q_sq` `[rows, 1]` and clamped at 0. Returns `[rows, 1]`.
+fn row_scores(
+    partial: &Tensor,
+    q_sq: &Tensor,
+    score: impl Fn(&mut [f32]) -> f32 + Sync,
+) -> Result<Tensor> {
     use rayon::prelude::*;
     let (rows, _) = partial.dims2()?;
     let device = partial.device().clone();
-    let values = partial.to_device(&candle_core::Device::Cpu)?.to_vec2::<f32>()?;
-    let q_sq = q_sq.to_device(&candle_core::Device::Cpu)?.flatten_all()?.to_vec1::<f32>()?;
-    let means: Vec<f32> = values
+    let cpu = candle_core::Device::Cpu;
+    let values = partial.to_device(&cpu)?.to_vec2::<f32>()?;
+    let q_sq = q_sq.to_device(&cpu)?.flatten_all()?.to_vec1::<f32>()?;
+    let scores: Vec<f32> = values
         .into_par_iter()
         .zip(q_sq)
         .map(|(mut row, q)| {
-            row.select_nth_unstable_by(n - 1, f32::total_cmp);
-            let nearest = &mut row[..n];
-            nearest.sort_unstable_by(f32::total_cmp);
-            let sum: f64 = nearest.iter().map(|&p| f64::from((p + q).max(0.0)).sqrt()).sum();
-            (sum / n as f64) as f32
+            row.iter_mut().for_each(|d| *d = (*d + q).max(0.0));
+            score(&mut row)
         })
         .collect();
-    Ok(Tensor::from_vec(means, (rows, 1), &device)?)
+    Ok(Tensor::from_vec(scores, (rows, 1), &device)?)
+}
+
+/// Mean Euclidean distance of the `n` smallest squared distances of `row` (`n ≥ 1`), summed in
+/// ascending order so the result does not depend on the bank's row order beyond ties.
+fn mean_of_nearest(row: &mut [f32], n: usize) -> f32 {
+    row.select_nth_unstable_by(n - 1, f32::total_cmp);
+    let nearest = &mut row[..n];
+    nearest.sort_unstable_by(f32::total_cmp);
+    let sum: f64 = nearest.iter().map(|&d| f64::from(d).sqrt()).sum();
+    (sum / n as f64) as f32
+}
+
+/// The `k`-th smallest (1-based, capped at the number of images) of the per-image minimum
+/// Euclidean distances, from squared distances `row` and the image of each bank row.
+fn kth_nearest_image(row: &[f32], image_of: &[u32], n_images: usize, k: usize) -> f32 {
+    let mut per_image = vec![f32::INFINITY; n_images];
+    for (&d, &image) in row.iter().zip(image_of) {
+        let slot = &mut per_image[image as usize];
+        if d < *slot {
+            *slot = d;
+        }
+    }
+    let k = k.clamp(1, n_images.max(1));
+    let (_, kth, _) = per_image.select_nth_unstable_by(k - 1, f32::total_cmp);
+    kth.sqrt()
 }
 
 #[cfg(test)]
@@ -183,7 +249,8 @@ mod tests {
     fn k_nearest_mean_matches_brute_force() -> Result<()> {
         let bank_rows = random(300, 6, 3);
         let query_rows = random(40, 6, 4);
-        let bank = MemoryBank::new(tensor(&bank_rows), None)?.with_neighbours(5);
+        let bank =
+            MemoryBank::new(tensor(&bank_rows), None)?.with_scoring(Scoring::MeanOfNearest(5))?;
         let got = bank.nearest_in_blocks(&tensor(&query_rows), 9 * 4 * 300)?;
         let got = got.distances.to_vec1::<f32>()?;
         for (qi, q) in query_rows.iter().enumerate() {
@@ -195,6 +262,33 @@ mod tests {
             let mean = d[..5].iter().sum::<f64>() / 5.0;
             assert!((f64::from(got[qi]) - mean).abs() < 1e-3, "query {qi}: {} vs {mean}", got[qi]);
         }
+        Ok(())
+    }
+
+    #[test]
+    fn kth_nearest_image_ignores_many_patches_of_one_image() -> Result<()> {
+        // Images 0 and 1 each hold one patch at distance 1 and 2 from the query; image 2 holds
+        // ten patches at distance 0.5 (one image's defect patches vouching for each other).
+        let mut rows = vec![vec![1.0, 0.0], vec![0.0, 2.0]];
+        rows.extend((0..10).map(|_| vec![0.5, 0.0]));
+        let image_of = vec![0, 1, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2];
+        let score =
+            |k: usize| -> Result<f32> {
+                let bank = MemoryBank::new(tensor(&rows), None)?.with_scoring(
+                    Scoring::KthNearestImage { k, image_of: image_of.clone(), n_images: 3 },
+                )?;
+                Ok(bank.nearest(&tensor(&[vec![0.0, 0.0]]))?.distances.to_vec1::<f32>()?[0])
+            };
+        assert_eq!(score(1)?, 0.5);
+        assert_eq!(score(2)?, 1.0, "the second image, not image 2's second patch");
+        assert_eq!(score(3)?, 2.0);
+        assert_eq!(score(9)?, 2.0, "k is capped at the number of images");
+        let bad = MemoryBank::new(tensor(&rows), None)?.with_scoring(Scoring::KthNearestImage {
+            k: 1,
+            image_of: vec![0; 3],
+            n_images: 1,
+        });
+        assert!(bad.is_err());
         Ok(())
     }
 

@@ -14,10 +14,10 @@ pub struct PatchCoreConfig {
     /// random sample keyed to sample ids. Absent in files written before it existed: greedy.
     #[serde(default)]
     pub bank_sampling: BankSampling,
-    /// A patch's anomaly score is its mean distance to this many nearest bank patches; `1` is
-    /// PatchCore's nearest-neighbour distance. Absent in older files: 1.
-    #[serde(default = "one")]
-    pub n_neighbours: usize,
+    /// How a test patch's anomaly score is read from the bank. Absent in files written before
+    /// it existed: [`PatchScore::Nearest`] (PatchCore).
+    #[serde(default)]
+    pub patch_score: PatchScore,
     /// Dimension of the seeded random projection the coreset distances are computed in; `None`
     /// selects on the full features.
     pub projection_dim: Option<usize>,
@@ -45,8 +45,27 @@ pub enum BankSampling {
     Random,
 }
 
-fn one() -> usize {
-    1
+/// How a test patch is scored against the memory bank (higher = more anomalous).
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum PatchScore {
+    /// The distance to the nearest bank patch (PatchCore).
+    #[default]
+    Nearest,
+    /// The mean distance to the `k` nearest bank patches (at most the bank size).
+    MeanOfNearest {
+        /// Number of bank patches averaged, at least 1.
+        k: usize,
+    },
+    /// For each training image with patches in the bank, the distance to its nearest such
+    /// patch; the score is the `⌈fraction · images⌉`-th smallest of these. A patch is normal
+    /// when many *different* images hold a similar one, so a defect that recurs in a few
+    /// contaminating images still scores high, while one image's many defect patches cannot
+    /// vouch for each other.
+    KthNearestImage {
+        /// Fraction of the bank's images that must hold a similar patch, in `(0, 1]`.
+        fraction: f64,
+    },
 }
 
 impl PatchCoreConfig {
@@ -57,7 +76,7 @@ impl PatchCoreConfig {
         Self {
             coreset_fraction: 0.1,
             bank_sampling: BankSampling::GreedyCoreset,
-            n_neighbours: 1,
+            patch_score: PatchScore::Nearest,
             projection_dim: Some(128),
             reweight_neighbours: None,
             blur_sigma_px: 4.0,
@@ -72,6 +91,20 @@ impl PatchCoreConfig {
         Self { reweight_neighbours: Some(9), ..Self::roth2022() }
     }
 
+    /// llb's stage-1 density screener (measured on benchmark v2; see `docs/purification.md`):
+    /// a uniform random bank of 25 % of the training patches, keyed to sample ids, and each
+    /// patch scored by its distance to the `⌈0.2 · images⌉`-th nearest training image. A
+    /// defect that recurs in a few contaminating images then cannot vouch for itself, as it
+    /// does in PatchCore's greedy coreset with 1-NN scores.
+    pub fn llb_density_screen() -> Self {
+        Self {
+            coreset_fraction: 0.25,
+            bank_sampling: BankSampling::Random,
+            patch_score: PatchScore::KthNearestImage { fraction: 0.2 },
+            ..Self::roth2022()
+        }
+    }
+
     /// Checks every field.
     ///
     /// # Errors
@@ -81,8 +114,16 @@ impl PatchCoreConfig {
         if !(f > 0.0 && f <= 1.0) {
             return Err(config_error("coreset_fraction", f, "must lie in (0, 1]"));
         }
-        if self.n_neighbours == 0 {
-            return Err(config_error("n_neighbours", 0, "must be at least 1"));
+        match self.patch_score {
+            PatchScore::Nearest => {}
+            PatchScore::MeanOfNearest { k } if k == 0 => {
+                return Err(config_error("patch_score.k", 0, "must be at least 1"));
+            }
+            PatchScore::MeanOfNearest { .. } => {}
+            PatchScore::KthNearestImage { fraction } if !(fraction > 0.0 && fraction <= 1.0) => {
+                return Err(config_error("patch_score.fraction", fraction, "must lie in (0, 1]"));
+            }
+            PatchScore::KthNearestImage { .. } => {}
         }
         if self.projection_dim == Some(0) {
             return Err(config_error("projection_dim", 0, "must be positive when set"));
@@ -118,7 +159,11 @@ mod tests {
 
     #[test]
     fn presets_are_valid_and_round_trip() {
-        for config in [PatchCoreConfig::roth2022(), PatchCoreConfig::anomalib()] {
+        for config in [
+            PatchCoreConfig::roth2022(),
+            PatchCoreConfig::anomalib(),
+            PatchCoreConfig::llb_density_screen(),
+        ] {
             config.validate().unwrap();
             let json = serde_json::to_string(&config).unwrap();
             assert_eq!(serde_json::from_str::<PatchCoreConfig>(&json).unwrap(), config);
@@ -139,7 +184,20 @@ mod tests {
             PatchCoreConfig { coreset_fraction: f64::NAN, ..PatchCoreConfig::roth2022() },
             "coreset_fraction",
         );
-        check(PatchCoreConfig { n_neighbours: 0, ..PatchCoreConfig::roth2022() }, "n_neighbours");
+        check(
+            PatchCoreConfig {
+                patch_score: PatchScore::MeanOfNearest { k: 0 },
+                ..PatchCoreConfig::roth2022()
+            },
+            "patch_score.k",
+        );
+        check(
+            PatchCoreConfig {
+                patch_score: PatchScore::KthNearestImage { fraction: 0.0 },
+                ..PatchCoreConfig::roth2022()
+            },
+            "patch_score.fraction",
+        );
         check(
             PatchCoreConfig { projection_dim: Some(0), ..PatchCoreConfig::roth2022() },
             "projection_dim",

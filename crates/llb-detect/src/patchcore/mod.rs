@@ -14,5 +14,5 @@ pub(crate) use algorithm::BankDetector;
 pub use algorithm::PatchCore;
 pub(crate) use bank::MemoryBank;
 pub(crate) use config::config_error;
-pub use config::{BankSampling, PatchCoreConfig};
+pub use config::{BankSampling, PatchCoreConfig, PatchScore};
 pub(crate) use coreset::{coreset_size, coreset_start, greedy_coreset, project};

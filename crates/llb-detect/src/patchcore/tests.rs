@@ -63,7 +63,7 @@ fn reweighting_keeps_the_defect_ranking_and_stays_finite() -> Result<()> {
     let model = config.fit_rows(&[train])?;
     let mut test = normal_features(3, C, GRID, 5);
     plant(&mut test, C, GRID, 0, (3, 3), 5.0);
-    let plain = PatchCore::from_parts(small_config(), model.bank().clone(), GRID)?;
+    let plain = PatchCore::from_parts(small_config(), model.bank().clone(), GRID, None)?;
     let test = [tensor(test, 3, C, GRID)];
     let weighted = model.score(&test, (12, 12), ImageScoreRule::Max)?.image_scores;
     let unweighted = plain.score(&test, (12, 12), ImageScoreRule::Max)?.image_scores;

@@ -86,6 +86,25 @@ fn softpatch_round_trip_scores_bit_identically() -> Result<()> {
 }
 
 #[test]
+fn per_image_scoring_keeps_its_bank_images_across_save_and_load() -> Result<()> {
+    let dir = tempfile::tempdir().map_err(|source| Error::Io { path: "tempdir".into(), source })?;
+    let config = PatchCoreConfig {
+        coreset_fraction: 0.5,
+        bank_sampling: crate::BankSampling::Random,
+        patch_score: crate::PatchScore::KthNearestImage { fraction: 0.5 },
+        ..PatchCoreConfig::roth2022()
+    };
+    let model = config.fit_rows(&features(6, 7, false))?;
+    model.save(dir.path(), &card())?;
+    let (loaded, _) = PatchCore::load(dir.path(), &Device::Cpu)?;
+    assert_eq!(loaded.bank_images(), model.bank_images());
+    assert!(model.bank_images().is_some_and(|i| i.iter().any(|&x| x == 5)));
+    let test = features(2, 8, true);
+    assert_eq!(bits(&loaded, &test), bits(&model, &test));
+    Ok(())
+}
+
+#[test]
 fn damaged_models_are_errors() -> Result<()> {
     let dir = tempfile::tempdir().map_err(|source| Error::Io { path: "tempdir".into(), source })?;
     let model = PatchCoreConfig { projection_dim: Some(4), ..PatchCoreConfig::roth2022() }
