@@ -40,6 +40,7 @@ impl DataArgs {
                     root: dir.clone(),
                     train,
                     test: Vec::new(),
+                    pool: Vec::new(),
                     contamination: None,
                 }
             }
