@@ -27,8 +27,9 @@ mod readers;
 mod sample;
 
 pub use benchmark::{
-    BenchmarkConfig, DefectKind, Texture, TileSource, checksum_tree, generate_benchmark,
-    load_texture, render_contact_sheet, synthetic_texture,
+    BENCHMARK_V2_TEXTURES, BenchmarkConfig, DefectCatalogueConfig, DefectKind, PixelRect, Texture,
+    TexturePhoto, TileSource, checksum_tree, generate_benchmark, load_texture, load_texture_photo,
+    render_contact_sheet, synthetic_texture,
 };
 pub use contamination::{ContaminationConfig, ContaminationReport, anomalies_needed, contaminate};
 pub use error::{Error, Result};
