@@ -323,7 +323,7 @@ mod tests {
         assert!(ids(&d.train).is_disjoint(&ids(&d.test)));
         assert_eq!(
             d.test[0].image_path,
-            dir.path().join("images").join(d.test[0].id.as_str()[7..].to_string())
+            dir.path().join("images").join(&d.test[0].id.as_str()[7..])
         );
         let some_train = read_elpv(dir.path(), &config(Some(5), ElpvMild::Exclude)).unwrap();
         assert!(ids(&some_train.train).is_subset(&ids(&d.train)), "a smaller count takes a subset");
