@@ -36,8 +36,9 @@ pub(crate) enum DatasetSpec {
         config: BenchmarkConfig,
         /// Textures (categories) to use, by name.
         categories: Vec<String>,
-        /// The texture photos; `v1` when absent.
-        #[serde(default)]
+        /// The texture photos; `v1` when absent (and not written when `v1`, so manifests and
+        /// records of v1 runs read as before).
+        #[serde(default, skip_serializing_if = "BenchmarkTextures::is_v1")]
         textures: BenchmarkTextures,
     },
     /// MVTec AD at `root` (contaminated by this tool).
@@ -174,6 +175,12 @@ fn load_textures(textures: BenchmarkTextures, ctx: &RunContext) -> anyhow::Resul
     Ok(loaded)
 }
 
+impl BenchmarkTextures {
+    fn is_v1(&self) -> bool {
+        *self == BenchmarkTextures::V1
+    }
+}
+
 /// Where a benchmark goes: `<cache>/benchmark/<hash>`, the hash of the config's JSON (v1, as
 /// before there was a v2) or of the JSON plus the texture set (others).
 fn benchmark_root(
@@ -234,6 +241,7 @@ mod tests {
         let old =
             spec(&format!(r#"{{"kind": "benchmark", "config": {v1}, "categories": ["brick"]}}"#));
         assert!(matches!(old, DatasetSpec::Benchmark { textures: BenchmarkTextures::V1, .. }));
+        assert!(!serde_json::to_string(&old).unwrap().contains("textures"));
 
         let mono = serde_json::to_string(&ElpvConfig::llb_v2(ElpvCellType::Mono)).unwrap();
         let poly = serde_json::to_string(&ElpvConfig::llb_v2(ElpvCellType::Poly)).unwrap();
@@ -295,23 +303,15 @@ mod tests {
             n_train_normal: Some(12),
             ..ElpvConfig::llb_v2(ElpvCellType::Mono)
         };
-        let manifest: Manifest = serde_json::from_value(serde_json::json!({
-            "name": "elpv-test",
-            "dataset": {"kind": "elpv", "root": root, "configs": [config]},
-            "contamination_ratios": [0.0, 0.4],
-            "contamination_seed": 3,
-            "backbones": [],
-            "ablation_ratios": [],
-            "ablations": []
-        }))
-        .unwrap();
+        let spec = DatasetSpec::Elpv { root: Some(root), configs: vec![config] };
         let ctx =
             RunContext::new(Some(dir.path().join("cache")), &candle_core::Device::Cpu).unwrap();
-        let clean = load_clean(&manifest.dataset, "mono", &ctx).unwrap().unwrap();
+        let clean = load_clean(&spec, "mono", &ctx).unwrap().unwrap();
         assert_eq!((clean.train.len(), clean.test.len(), clean.pool.len()), (12, 8, 8));
-        let noisy = contaminated(&manifest, Some(&clean), "mono", 0.4).unwrap();
+        let config = ContaminationConfig { contamination_ratio: 0.4, seed: 3 };
+        let noisy = llb_data::contaminate(clean.clone(), &config).unwrap();
         assert_eq!((noisy.train.len(), noisy.n_train_anomalous()), (20, 8));
         assert_eq!(noisy.test, clean.test);
-        assert!(load_clean(&manifest.dataset, "poly", &ctx).is_err());
+        assert!(load_clean(&spec, "poly", &ctx).is_err());
     }
 }
