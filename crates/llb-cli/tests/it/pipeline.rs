@@ -43,6 +43,8 @@ pub(crate) fn tiny_benchmark(
         n_test_defective,
         defect_kinds,
         tile_source: TileSource::WholePhoto,
+        n_pool_defective: 0,
+        defect_catalogue: None,
     };
     let texture = synthetic_texture("tex", seed, texture_px, texture_px);
     generate_benchmark(&[texture], &config, out).unwrap();

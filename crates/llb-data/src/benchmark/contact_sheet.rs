@@ -1,5 +1,5 @@
-//! A contact sheet of benchmark examples: per category, one normal test tile and the first tile
-//! of each defect kind with its mask outlined in red.
+//! A contact sheet of benchmark examples: per category, the first normal test tiles and the first
+//! tiles of each defect type with their masks outlined in red.
 
 use crate::error::{Error, Result};
 use crate::preprocess::load_rgb;
@@ -13,19 +13,29 @@ const GAP_PX: u32 = 4;
 const OUTLINE: [u8; 3] = [255, 32, 32];
 
 /// Renders a grid from an MVTec-layout tree under `root`: one row per category (in the given
-/// order), columns `good` then each defect folder of `test/` in name order, each cell scaled to
-/// `cell_px`² with bilinear filtering, on a white background with 4 px gaps. Mask outlines (mask
-/// pixels with a 4-neighbour outside the mask, thickened to 2 px) are painted before scaling.
+/// order), columns: the first `per_folder` images of `test/good`, then the first `per_folder` of
+/// each defect folder of `test/` in name order (fewer when a folder holds fewer), each cell
+/// scaled to `cell_px`² with bilinear filtering, on a white background with 4 px gaps. Mask
+/// outlines (mask pixels with a 4-neighbour outside the mask, thickened to 2 px) are painted
+/// before scaling. Rows may differ in length (categories of benchmark v2 have 3–4 defect types).
 ///
 /// # Errors
 /// [`Error::Empty`] for a test folder without images, [`Error::Io`] / [`Error::Decode`] naming
-/// the file, [`Error::Config`] for no category or `cell_px` = 0.
-pub fn render_contact_sheet(root: &Path, categories: &[String], cell_px: u32) -> Result<RgbImage> {
+/// the file, [`Error::Config`] for no category, `cell_px` = 0 or `per_folder` = 0.
+pub fn render_contact_sheet(
+    root: &Path,
+    categories: &[String],
+    cell_px: u32,
+    per_folder: usize,
+) -> Result<RgbImage> {
     if categories.is_empty() {
         return Err(Error::config("categories", "[]", "at least one category"));
     }
     if cell_px == 0 {
         return Err(Error::config("cell_px", cell_px, "a positive pixel count"));
+    }
+    if per_folder == 0 {
+        return Err(Error::config("per_folder", per_folder, "at least one image per folder"));
     }
     let mut rows = Vec::new();
     for category in categories {
@@ -33,21 +43,23 @@ pub fn render_contact_sheet(root: &Path, categories: &[String], cell_px: u32) ->
         let mut cells = Vec::new();
         for dir in list_dirs(&test)? {
             let kind = dir.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
-            let first = list_images(&dir)?
-                .into_iter()
-                .next()
-                .ok_or_else(|| Error::Empty { path: dir.clone() })?;
-            let mut tile = load_rgb(&first)?;
-            if kind != "good" {
-                let stem = first.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
-                let mask_path = root
-                    .join(category)
-                    .join("ground_truth")
-                    .join(&kind)
-                    .join(format!("{stem}_mask.png"));
-                outline(&mut tile, &load_rgb(&mask_path)?);
+            let images = list_images(&dir)?;
+            if images.is_empty() {
+                return Err(Error::Empty { path: dir.clone() });
             }
-            cells.push((kind == "good", scale(&tile, cell_px)?));
+            for image in images.iter().take(per_folder) {
+                let mut tile = load_rgb(image)?;
+                if kind != "good" {
+                    let stem = image.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
+                    let mask_path = root
+                        .join(category)
+                        .join("ground_truth")
+                        .join(&kind)
+                        .join(format!("{stem}_mask.png"));
+                    outline(&mut tile, &load_rgb(&mask_path)?);
+                }
+                cells.push((kind == "good", scale(&tile, cell_px)?));
+            }
         }
         cells.sort_by_key(|(good, _)| !*good);
         rows.push(cells.into_iter().map(|(_, c)| c).collect::<Vec<_>>());

@@ -30,7 +30,7 @@ pub(crate) fn apply(
 /// An irregular blob: an ellipse whose radius wobbles with the angle
 /// (`r(θ) = r·(1 + Σ a_k·sin(kθ + φ_k))`, k = 2..5). Returns `(inside, depth)` where depth is
 /// 0 at the rim and 1 at the centre.
-struct Blob {
+pub(crate) struct Blob {
     cx: f64,
     cy: f64,
     radius: f64,
@@ -41,6 +41,26 @@ struct Blob {
 }
 
 impl Blob {
+    /// A blob with the given centre, radius (px), aspect (minor/major axis), rotation (rad) and
+    /// wobble terms `(amplitude, phase)` for k = 2, 3, ….
+    pub(crate) fn new(
+        (cx, cy): (f64, f64),
+        radius: f64,
+        aspect: f64,
+        rotation: f64,
+        wobble: &[(f64, f64)],
+    ) -> Self {
+        Self {
+            cx,
+            cy,
+            radius,
+            aspect,
+            cos_rot: cos(rotation),
+            sin_rot: sin(rotation),
+            wobble: wobble.iter().map(|&(amp, phase)| (amp, cos(phase), sin(phase))).collect(),
+        }
+    }
+
     fn random(size: f64, r_lo: f64, r_hi: f64, irregularity: f64, rng: &mut impl Rng) -> Self {
         let radius = size * rng.random_range(r_lo..r_hi);
         let margin = radius.min(size / 2.0 - 1.0);
@@ -84,7 +104,8 @@ impl Blob {
         (d < rim).then(|| 1.0 - d / rim)
     }
 
-    fn mask(&self, n: usize) -> Vec<(usize, usize, f64)> {
+    /// The pixels inside the blob with their depth; never empty (the centre pixel at least).
+    pub(crate) fn mask(&self, n: usize) -> Vec<(usize, usize, f64)> {
         let mut inside = Vec::new();
         for y in 0..n {
             for x in 0..n {
@@ -101,7 +122,7 @@ impl Blob {
     }
 }
 
-fn to_mask(n: usize, pixels: &[(usize, usize, f64)]) -> Vec<bool> {
+pub(crate) fn to_mask(n: usize, pixels: &[(usize, usize, f64)]) -> Vec<bool> {
     let mut mask = vec![false; n * n];
     for &(x, y, _) in pixels {
         mask[y * n + x] = true;
@@ -121,16 +142,24 @@ fn scratch(tile: &mut Tile, rng: &mut impl Rng) -> Vec<bool> {
     );
     let bend = length * rng.random_range(-0.5..0.5);
     let (x1, y1) = ((x0 + x2) / 2.0 - bend * sin(angle), (y0 + y2) / 2.0 + bend * cos(angle));
-    let points: Vec<(f64, f64)> = (0..=40)
-        .map(|i| {
-            let t = f64::from(i) / 40.0;
-            let (a, b, c) = ((1.0 - t) * (1.0 - t), 2.0 * t * (1.0 - t), t * t);
-            (a * x0 + b * x1 + c * x2, a * y0 + b * y1 + c * y2)
-        })
-        .collect();
+    let points = bezier((x0, y0), (x1, y1), (x2, y2));
     let half_width = rng.random_range(0.5..1.75);
     let strength = rng.random_range(0.35f32..0.8);
     let lighter = rng.random_bool(0.5);
+    paint_scratch(tile, &points, half_width, strength, lighter)
+}
+
+/// Lightens (or darkens) by `strength` every pixel within `half_width` of the polyline `points`;
+/// returns the mask (the first point's pixel when no pixel centre is close enough).
+pub(crate) fn paint_scratch(
+    tile: &mut Tile,
+    points: &[(f64, f64)],
+    half_width: f64,
+    strength: f32,
+    lighter: bool,
+) -> Vec<bool> {
+    let n = tile.size;
+    let s = n as f64;
     let mut mask = vec![false; n * n];
     let (lo_x, hi_x) = points.iter().fold((s, 0.0f64), |(lo, hi), p| (lo.min(p.0), hi.max(p.0)));
     let (lo_y, hi_y) = points.iter().fold((s, 0.0f64), |(lo, hi), p| (lo.min(p.1), hi.max(p.1)));
@@ -153,11 +182,22 @@ fn scratch(tile: &mut Tile, rng: &mut impl Rng) -> Vec<bool> {
         }
     }
     if !mask.iter().any(|&m| m) {
-        let (x, y) = (x0 as usize, y0 as usize);
+        let (x, y) = (points[0].0 as usize, points[0].1 as usize);
         mask[y * n + x] = true;
         tile.set(x, y, if lighter { [1.0; 3] } else { [0.0; 3] });
     }
     mask
+}
+
+/// The quadratic Bézier curve from `p0` through control point `p1` to `p2`, as 41 points.
+pub(crate) fn bezier(p0: (f64, f64), p1: (f64, f64), p2: (f64, f64)) -> Vec<(f64, f64)> {
+    (0..=40)
+        .map(|i| {
+            let t = f64::from(i) / 40.0;
+            let (a, b, c) = ((1.0 - t) * (1.0 - t), 2.0 * t * (1.0 - t), t * t);
+            (a * p0.0 + b * p1.0 + c * p2.0, a * p0.1 + b * p1.1 + c * p2.1)
+        })
+        .collect()
 }
 
 fn segment_distance2(px: f64, py: f64, a: (f64, f64), b: (f64, f64)) -> f64 {
@@ -198,24 +238,45 @@ fn stain(tile: &mut Tile, rng: &mut impl Rng) -> Vec<bool> {
     let darken = rng.random_range(0.45f32..0.85);
     let tint = [1.0, rng.random_range(0.8f32..1.0), rng.random_range(0.6f32..0.95)];
     let feather = rng.random_range(0.1..0.5);
-    for &(x, y, depth) in &pixels {
+    paint_stain(tile, &pixels, darken, tint, feather)
+}
+
+/// Darkens and tints the blob `pixels`, fully from `feather` depth inwards, 40 % at the rim.
+pub(crate) fn paint_stain(
+    tile: &mut Tile,
+    pixels: &[(usize, usize, f64)],
+    darken: f32,
+    tint: [f32; 3],
+    feather: f64,
+) -> Vec<bool> {
+    for &(x, y, depth) in pixels {
         let alpha = (0.4 + 0.6 * (depth / feather).min(1.0)) as f32;
         let v = tile.get(x, y);
         let stained: [f32; 3] = std::array::from_fn(|c| v[c] * darken * tint[c]);
         tile.set(x, y, std::array::from_fn(|c| v[c] + (stained[c] - v[c]) * alpha));
     }
-    to_mask(n, &pixels)
+    to_mask(tile.size, pixels)
 }
 
 fn hole(tile: &mut Tile, rng: &mut impl Rng) -> Vec<bool> {
     let n = tile.size;
     let pixels = Blob::random(n as f64, 0.03, 0.1, 0.35, rng).mask(n);
     let floor = rng.random_range(0.02f32..0.15);
-    for &(x, y, depth) in &pixels {
+    paint_hole(tile, &pixels, floor, rng)
+}
+
+/// Paints the blob `pixels` a dark grey `floor`, lighter towards the rim, with a little noise.
+pub(crate) fn paint_hole(
+    tile: &mut Tile,
+    pixels: &[(usize, usize, f64)],
+    floor: f32,
+    rng: &mut impl Rng,
+) -> Vec<bool> {
+    for &(x, y, depth) in pixels {
         let shade = floor + 0.12 * (1.0 - depth as f32) + rng.random_range(-0.02f32..0.02);
         tile.set(x, y, [shade.max(0.0); 3]);
     }
-    to_mask(n, &pixels)
+    to_mask(tile.size, pixels)
 }
 
 fn colour_shift(tile: &mut Tile, rng: &mut impl Rng) -> Vec<bool> {
@@ -233,7 +294,16 @@ fn colour_shift(tile: &mut Tile, rng: &mut impl Rng) -> Vec<bool> {
         g[rng.random_range(0..3)] = if rng.random_bool(0.5) { 0.75 } else { 1.25 };
         g
     };
-    for &(x, y, _) in &pixels {
+    paint_gain(tile, &pixels, gain)
+}
+
+/// Multiplies each channel of the blob `pixels` by `gain` (plus a small offset in its direction).
+pub(crate) fn paint_gain(
+    tile: &mut Tile,
+    pixels: &[(usize, usize, f64)],
+    gain: [f32; 3],
+) -> Vec<bool> {
+    for &(x, y, _) in pixels {
         let v = tile.get(x, y);
         tile.set(
             x,
@@ -243,7 +313,7 @@ fn colour_shift(tile: &mut Tile, rng: &mut impl Rng) -> Vec<bool> {
             }),
         );
     }
-    to_mask(n, &pixels)
+    to_mask(tile.size, pixels)
 }
 
 fn warp(tile: &mut Tile, rng: &mut impl Rng) -> Vec<bool> {
@@ -253,6 +323,19 @@ fn warp(tile: &mut Tile, rng: &mut impl Rng) -> Vec<bool> {
     let (cx, cy) = (rng.random_range(radius..s - radius), rng.random_range(radius..s - radius));
     let swirl = rng.random_bool(0.5);
     let strength = if swirl { rng.random_range(0.8..2.5) } else { rng.random_range(0.35..0.7) };
+    paint_warp(tile, (cx, cy), radius, swirl, strength)
+}
+
+/// Swirls (by up to `strength` rad) or pinches (by up to `strength` of the radius) the disc of
+/// `radius` px around `(cx, cy)`; the mask holds the pixels moved by half a pixel or more.
+pub(crate) fn paint_warp(
+    tile: &mut Tile,
+    (cx, cy): (f64, f64),
+    radius: f64,
+    swirl: bool,
+    strength: f64,
+) -> Vec<bool> {
+    let n = tile.size;
     let source = tile.clone();
     let mut mask = vec![false; n * n];
     let lo = |c: f64| (c - radius).floor().max(0.0) as usize;

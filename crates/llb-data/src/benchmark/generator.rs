@@ -1,5 +1,6 @@
 //! Writes the benchmark: one MVTec-layout category per texture.
 
+use super::catalogue::{self, DefectType};
 use super::config::{BenchmarkConfig, DefectKind};
 use super::defects;
 use super::math::{Tile, tile_rng};
@@ -13,17 +14,38 @@ use std::path::{Path, PathBuf};
 const STREAM_TRAIN: u64 = 1;
 const STREAM_TEST_GOOD: u64 = 2;
 const STREAM_TEST_DEFECT: u64 = 3;
+const STREAM_POOL_DEFECT: u64 = 4;
 
 /// One file-writing job.
 enum Job {
-    Good { region: Region, stream: u64, index: usize, path: PathBuf },
-    Defect { kind: DefectKind, index: usize, kind_index: usize, image: PathBuf, mask: PathBuf },
+    Good {
+        region: Region,
+        stream: u64,
+        index: usize,
+        path: PathBuf,
+    },
+    Defect {
+        /// Index into the category's defect kinds (and its catalogue, when there is one).
+        slot: usize,
+        stream: u64,
+        index: usize,
+        kind_index: usize,
+        image: PathBuf,
+        mask: PathBuf,
+    },
 }
 
 /// Generates the benchmark under `out_dir`: for every texture, a category folder
 /// `<name>/train/good/NNN.png`, `<name>/test/good/NNN.png`, `<name>/test/<kind>/NNN.png` and
 /// `<name>/ground_truth/<kind>/NNN_mask.png` (the MVTec AD layout, read back by
-/// [`read_mvtec`](crate::read_mvtec)).
+/// [`read_mvtec`](crate::read_mvtec)), plus, when `n_pool_defective > 0`, the contamination pool
+/// `<name>/pool/<kind>/NNN.png` with masks `<name>/ground_truth_pool/<kind>/NNN_mask.png`
+/// (read into [`Dataset::pool`](crate::Dataset::pool)).
+///
+/// With a [`defect_catalogue`](BenchmarkConfig::defect_catalogue) (benchmark v2), each category
+/// draws its own 3–4 recurring defect types once (see
+/// [`DefectCatalogueConfig`](crate::DefectCatalogueConfig)) and defective tile `i` (test or pool)
+/// gets type `i % n_types`; cut-paste patches come from the type's fixed donor.
 ///
 /// Tiles are `tile_size_px`² RGB PNG files; masks are 8-bit grey PNG files, 255 = defect.
 /// With [`TileSource::DisjointHalves`](crate::TileSource::DisjointHalves), training tiles come from the top half of each texture and test tiles from the bottom half
@@ -61,7 +83,13 @@ pub fn generate_benchmark(
         check_texture(texture, config.tile_size_px, config.tile_source)?;
     }
     for (t_index, texture) in textures.iter().enumerate() {
-        let jobs = jobs(&texture.name, config, out_dir);
+        let catalogue = catalogue::draw(config, textures, t_index);
+        let kinds: Vec<DefectKind> = match &catalogue {
+            Some(types) => types.iter().map(|t| t.kind).collect(),
+            None => config.defect_kinds.clone(),
+        };
+        tracing::debug!(category = %texture.name, ?kinds, "defect types");
+        let jobs = jobs(&texture.name, &kinds, config, out_dir);
         for dir in jobs.iter().filter_map(|j| job_paths(j).0.parent().map(Path::to_path_buf)) {
             std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         }
@@ -71,7 +99,8 @@ pub fn generate_benchmark(
         for dir in mask_dirs {
             std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         }
-        jobs.par_iter().try_for_each(|job| run_job(job, textures, t_index, config))?;
+        let tiles = Tiles { textures, t_index, config, catalogue: catalogue.as_deref() };
+        jobs.par_iter().try_for_each(|job| tiles.run(job))?;
         tracing::debug!(category = %texture.name, n_files = jobs.len(), "wrote category");
     }
     Ok(names)
@@ -84,7 +113,7 @@ fn job_paths(job: &Job) -> (&Path, Option<&Path>) {
     }
 }
 
-fn jobs(name: &str, config: &BenchmarkConfig, out_dir: &Path) -> Vec<Job> {
+fn jobs(name: &str, kinds: &[DefectKind], config: &BenchmarkConfig, out_dir: &Path) -> Vec<Job> {
     let cat = out_dir.join(name);
     let mut jobs = Vec::new();
     for index in 0..config.n_train_good {
@@ -95,46 +124,68 @@ fn jobs(name: &str, config: &BenchmarkConfig, out_dir: &Path) -> Vec<Job> {
         let path = cat.join(format!("test/good/{index:03}.png"));
         jobs.push(Job::Good { region: Region::Test, stream: STREAM_TEST_GOOD, index, path });
     }
-    for index in 0..config.n_test_defective {
-        let n_kinds = config.defect_kinds.len();
-        let (kind, kind_index) = (config.defect_kinds[index % n_kinds], index / n_kinds);
-        let folder = kind.folder_name();
-        let image = cat.join(format!("test/{folder}/{kind_index:03}.png"));
-        let mask = cat.join(format!("ground_truth/{folder}/{kind_index:03}_mask.png"));
-        jobs.push(Job::Defect { kind, index, kind_index, image, mask });
+    let splits = [
+        (config.n_test_defective, STREAM_TEST_DEFECT, "test", "ground_truth"),
+        (config.n_pool_defective, STREAM_POOL_DEFECT, "pool", "ground_truth_pool"),
+    ];
+    for (n, stream, images, masks) in splits {
+        for index in 0..n {
+            let (slot, kind_index) = (index % kinds.len(), index / kinds.len());
+            let folder = kinds[slot].folder_name();
+            let image = cat.join(format!("{images}/{folder}/{kind_index:03}.png"));
+            let mask = cat.join(format!("{masks}/{folder}/{kind_index:03}_mask.png"));
+            jobs.push(Job::Defect { slot, stream, index, kind_index, image, mask });
+        }
     }
     jobs
 }
 
-fn run_job(
-    job: &Job,
-    textures: &[Texture],
+/// What a job needs to make its tile.
+struct Tiles<'a> {
+    textures: &'a [Texture],
     t_index: usize,
-    config: &BenchmarkConfig,
-) -> Result<()> {
-    let texture = &textures[t_index];
-    let size = config.tile_size_px;
-    match job {
-        Job::Good { region, stream, index, path } => {
-            let mut rng = tile_rng(config.seed, &texture.name, *stream, *index as u64);
-            write_rgb(path, &crop_tile(texture, *region, config.tile_source, size, &mut rng))
-        }
-        Job::Defect { kind, index, kind_index, image, mask } => {
-            let mut rng = tile_rng(config.seed, &texture.name, STREAM_TEST_DEFECT, *index as u64);
-            let mut tile = crop_tile(texture, Region::Test, config.tile_source, size, &mut rng);
-            let donor =
-                if *kind == DefectKind::CutPaste && textures.len() > 1 && rng.random_bool(0.5) {
-                    let other = (t_index + rng.random_range(1..textures.len())) % textures.len();
-                    crop_tile(&textures[other], Region::Test, config.tile_source, size, &mut rng)
-                } else {
-                    crop_tile(texture, Region::Test, config.tile_source, size, &mut rng)
+    config: &'a BenchmarkConfig,
+    /// The category's defect types (benchmark v2); `None` draws each defect afresh (v1).
+    catalogue: Option<&'a [DefectType]>,
+}
+
+impl Tiles<'_> {
+    fn run(&self, job: &Job) -> Result<()> {
+        let (textures, t_index, config) = (self.textures, self.t_index, self.config);
+        let texture = &textures[t_index];
+        let size = config.tile_size_px;
+        match job {
+            Job::Good { region, stream, index, path } => {
+                let mut rng = tile_rng(config.seed, &texture.name, *stream, *index as u64);
+                write_rgb(path, &crop_tile(texture, *region, config.tile_source, size, &mut rng))
+            }
+            Job::Defect { slot, stream, index, kind_index, image, mask } => {
+                let mut rng = tile_rng(config.seed, &texture.name, *stream, *index as u64);
+                let mut tile = crop_tile(texture, Region::Test, config.tile_source, size, &mut rng);
+                let defect_mask = match self.catalogue {
+                    Some(types) => types[*slot].apply(&mut tile, textures, &mut rng),
+                    None => {
+                        let kind = config.defect_kinds[*slot];
+                        let donor = if kind == DefectKind::CutPaste
+                            && textures.len() > 1
+                            && rng.random_bool(0.5)
+                        {
+                            let other =
+                                (t_index + rng.random_range(1..textures.len())) % textures.len();
+                            let other = &textures[other];
+                            crop_tile(other, Region::Test, config.tile_source, size, &mut rng)
+                        } else {
+                            crop_tile(texture, Region::Test, config.tile_source, size, &mut rng)
+                        };
+                        defects::apply(kind, &mut tile, &donor, &mut rng)
+                    }
                 };
-            let defect_mask = defects::apply(*kind, &mut tile, &donor, &mut rng);
-            tracing::trace!(?kind, kind_index, "defective tile");
-            write_rgb(image, &tile)?;
-            let bytes: Vec<u8> = defect_mask.iter().map(|&m| if m { 255 } else { 0 }).collect();
-            image::save_buffer(mask, &bytes, size, size, image::ExtendedColorType::L8)
-                .map_err(|source| Error::Encode { path: mask.clone(), source })
+                tracing::trace!(slot, kind_index, "defective tile");
+                write_rgb(image, &tile)?;
+                let bytes: Vec<u8> = defect_mask.iter().map(|&m| if m { 255 } else { 0 }).collect();
+                image::save_buffer(mask, &bytes, size, size, image::ExtendedColorType::L8)
+                    .map_err(|source| Error::Encode { path: mask.clone(), source })
+            }
         }
     }
 }

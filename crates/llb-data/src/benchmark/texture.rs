@@ -11,6 +11,7 @@ use crate::error::{Error, Result};
 use crate::preprocess::load_rgb;
 use image::RgbImage;
 use rand::Rng;
+use serde::{Deserialize, Serialize};
 use std::path::Path;
 
 /// A named texture image, the source of one benchmark category.
@@ -28,6 +29,81 @@ pub struct Texture {
 /// [`Error::Io`] or [`Error::Decode`] naming the file.
 pub fn load_texture(name: &str, path: &Path) -> Result<Texture> {
     Ok(Texture { name: name.to_string(), image: load_rgb(path)? })
+}
+
+/// A rectangle of a photo in pixels: columns `x..x + width`, rows `y..y + height`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PixelRect {
+    /// Left column.
+    pub x: u32,
+    /// Top row.
+    pub y: u32,
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+}
+
+/// A benchmark category's texture: a photo file and the part of it that holds only the texture.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TexturePhoto {
+    /// The category name.
+    pub name: &'static str,
+    /// The photo's path inside the llb cache, as `llb fetch` stores it (e.g.
+    /// `images/mvtb/walls-l.png`); the CLI matches it against the asset catalogue.
+    pub cache_path: &'static str,
+    /// The texture part of the photo; `None` for photos that are all texture.
+    pub crop: Option<PixelRect>,
+}
+
+/// The five textures of benchmark v2, in name order: scikit-image's `brick`, `grass` and
+/// `gravel` (512×512 grey, whole) and two scene photos of the `mvtb-data` wheel cropped to their
+/// texture, picked by eye: `paving`, the herringbone paving in the lower part of `walls-l.png`
+/// (3264×698 of 3264×2448, below the wall and the down-pipe's shadow), and `slate`, the slate
+/// roof in the lower part of `roof.png` (1559×618 of 2009×1668, right of the roof's edge and
+/// below the turret).
+pub const BENCHMARK_V2_TEXTURES: [TexturePhoto; 5] = [
+    TexturePhoto { name: "brick", cache_path: "images/textures/brick.png", crop: None },
+    TexturePhoto { name: "grass", cache_path: "images/textures/grass.png", crop: None },
+    TexturePhoto { name: "gravel", cache_path: "images/textures/gravel.png", crop: None },
+    TexturePhoto {
+        name: "paving",
+        cache_path: "images/mvtb/walls-l.png",
+        crop: Some(PixelRect { x: 0, y: 1750, width: 3264, height: 698 }),
+    },
+    TexturePhoto {
+        name: "slate",
+        cache_path: "images/mvtb/roof.png",
+        crop: Some(PixelRect { x: 450, y: 1050, width: 1559, height: 618 }),
+    },
+];
+
+/// Loads `photo` from `path` and crops it to its texture part.
+///
+/// # Errors
+/// [`Error::Io`] or [`Error::Decode`] naming the file; [`Error::TooSmall`] when the crop does not
+/// fit in the photo.
+pub fn load_texture_photo(photo: &TexturePhoto, path: &Path) -> Result<Texture> {
+    let image = load_rgb(path)?;
+    let image = match photo.crop {
+        None => image,
+        Some(r) => {
+            let (w, h) = image.dimensions();
+            let fits = u64::from(r.x) + u64::from(r.width) <= u64::from(w)
+                && u64::from(r.y) + u64::from(r.height) <= u64::from(h);
+            if !fits || r.width == 0 || r.height == 0 {
+                return Err(Error::TooSmall {
+                    path: path.to_path_buf(),
+                    width: w,
+                    height: h,
+                    reason: format!("does not hold the crop {r:?} of texture `{}`", photo.name),
+                });
+            }
+            image::imageops::crop_imm(&image, r.x, r.y, r.width, r.height).to_image()
+        }
+    };
+    Ok(Texture { name: photo.name.to_string(), image })
 }
 
 /// A deterministic grey texture made in code (multi-octave value noise plus a faint grating), a
@@ -134,6 +210,15 @@ pub(crate) fn crop_tile(
     let x0 = rng.random_range(0..=w - size);
     let y0 = rng.random_range(y_lo..=y_hi);
     let transform = rng.random_range(0..8u8);
+    crop_at(texture, (x0, y0), transform, size)
+}
+
+/// The `size`² crop of the texture at `(x0, y0)` under one of the 8 flips / 90° rotations.
+///
+/// # Panics
+/// When the crop does not fit in the texture (a programmer error: callers draw `x0`, `y0` in
+/// range).
+pub(crate) fn crop_at(texture: &Texture, (x0, y0): (u32, u32), transform: u8, size: u32) -> Tile {
     let n = size as usize;
     let mut data = vec![0.0f32; 3 * n * n];
     for y in 0..n {

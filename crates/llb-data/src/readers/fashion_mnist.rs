@@ -94,8 +94,14 @@ pub fn read_fashion_mnist(
         n_train_anomalous: n_anomalous,
         seed: Some(config.seed),
     };
-    let dataset =
-        Dataset { category, root: out_dir.to_path_buf(), train, test, contamination: Some(report) };
+    let dataset = Dataset {
+        category,
+        root: out_dir.to_path_buf(),
+        train,
+        test,
+        pool: Vec::new(),
+        contamination: Some(report),
+    };
     dataset.finish(out_dir)
 }
 

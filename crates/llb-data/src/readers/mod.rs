@@ -1,5 +1,6 @@
 //! Readers that turn folders on disk into [`Dataset`](crate::Dataset)s with stable sample ids.
 
+mod elpv;
 mod fashion_mnist;
 mod folder;
 mod mvtec;
@@ -9,6 +10,7 @@ mod visa;
 #[cfg(test)]
 mod tests;
 
+pub use elpv::{ElpvCell, ElpvCellType, ElpvConfig, ElpvMild, read_elpv, read_elpv_labels};
 pub use fashion_mnist::{FASHION_MNIST_CLASSES, FashionMnistConfig, read_fashion_mnist};
 pub use folder::read_image_folder;
 pub use mvtec::read_mvtec;

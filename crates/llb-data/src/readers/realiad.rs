@@ -131,6 +131,7 @@ pub fn read_realiad_json(json: &Path, category_dir: &Path, category: &str) -> Re
         root: category_dir.to_path_buf(),
         train,
         test,
+        pool: Vec::new(),
         contamination: None,
     };
     dataset.finish(json)

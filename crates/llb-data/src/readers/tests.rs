@@ -97,6 +97,41 @@ fn mvtec_empty_train_folder_is_an_error_naming_it() {
     );
 }
 
+#[test]
+fn mvtec_pool_folder_is_read_into_the_pool() {
+    let dir = tempfile::tempdir().unwrap();
+    mvtec_tree(dir.path());
+    for f in ["pool/crack/000.png", "pool/hole/000.png", "ground_truth_pool/crack/000_mask.png"] {
+        write_png(&dir.path().join("widget").join(f), 8, 8);
+    }
+    let err = read_mvtec(dir.path(), "widget").unwrap_err();
+    assert!(
+        matches!(&err, Error::MissingFile { path, referenced_by } if path.ends_with("ground_truth_pool/hole/000_mask.png") && referenced_by.starts_with("pool image")),
+        "{err}"
+    );
+    write_png(&dir.path().join("widget/ground_truth_pool/hole/000_mask.png"), 8, 8);
+    let d = read_mvtec(dir.path(), "widget").unwrap();
+    assert_eq!(
+        summary(&d.pool),
+        [a("widget/pool/crack/000.png", "crack"), a("widget/pool/hole/000.png", "hole")]
+    );
+    assert_eq!(d.test.len(), 3, "the test set is read as without a pool");
+    assert_eq!(
+        d.pool[1].mask_path.as_deref(),
+        Some(dir.path().join("widget/ground_truth_pool/hole/000_mask.png").as_path())
+    );
+    write_png(&dir.path().join("widget/pool/good/000.png"), 8, 8);
+    let err = read_mvtec(dir.path(), "widget").unwrap_err();
+    assert!(err.to_string().contains("the pool holds anomalies only"), "{err}");
+}
+
+#[test]
+fn mvtec_without_a_pool_has_an_empty_pool() {
+    let dir = tempfile::tempdir().unwrap();
+    mvtec_tree(dir.path());
+    assert!(read_mvtec(dir.path(), "widget").unwrap().pool.is_empty());
+}
+
 const VISA_CSV: &str = "object,split,label,image,mask
 candle,train,normal,candle/Data/Images/Normal/0000.JPG,
 candle,train,normal,candle/Data/Images/Normal/0001.JPG,

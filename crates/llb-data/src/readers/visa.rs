@@ -97,6 +97,7 @@ pub fn read_visa(root: &Path, object: &str) -> Result<Dataset> {
         root: root.to_path_buf(),
         train,
         test,
+        pool: Vec::new(),
         contamination: None,
     };
     dataset.finish(&csv_path)

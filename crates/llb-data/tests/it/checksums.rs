@@ -1,11 +1,14 @@
-//! The benchmark generator's output for `BenchmarkConfig::llb_benchmark_v1()` is pinned by
-//! `datasets/benchmark-v1-synthetic.sha256` (synthetic textures made in code: always checked) and
-//! `datasets/benchmark-v1.sha256` (the scikit-image texture photos: checked when
-//! `$LLB_CACHE/images/textures/{brick,grass,gravel}.png` exist). Set `UPDATE_CHECKSUMS=1` to
+//! The benchmark generator's output is pinned by committed checksum lists:
+//! `datasets/benchmark-v1-synthetic.sha256` (`llb_benchmark_v1()` on synthetic textures made in
+//! code), `datasets/benchmark-v1.sha256` (v1 on the scikit-image photos) and
+//! `datasets/benchmark-v2.sha256` (`llb_benchmark_v2()` on `BENCHMARK_V2_TEXTURES`: the
+//! scikit-image photos and the cropped mvtb-data photos). The photos come from the llb cache; a
+//! test fails, naming them, when they are missing. Set `UPDATE_CHECKSUMS=1` to
 //! rewrite a list after an intended change of the generator.
 
 use llb_data::{
-    BenchmarkConfig, Texture, checksum_tree, generate_benchmark, load_texture, synthetic_texture,
+    BENCHMARK_V2_TEXTURES, BenchmarkConfig, Texture, checksum_tree, generate_benchmark,
+    load_texture, load_texture_photo, synthetic_texture,
 };
 use std::path::{Path, PathBuf};
 
@@ -16,10 +19,11 @@ fn datasets_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datasets")
 }
 
-/// Generates benchmark v1 from `textures` and compares its checksums with the committed `list`.
-fn check(textures: &[Texture], list: &str) {
+/// Generates the benchmark from `textures` with `config` and compares its checksums with the
+/// committed `list`.
+fn check(textures: &[Texture], config: &BenchmarkConfig, list: &str) {
     let dir = tempfile::tempdir().unwrap();
-    generate_benchmark(textures, &BenchmarkConfig::llb_benchmark_v1(), dir.path()).unwrap();
+    generate_benchmark(textures, config, dir.path()).unwrap();
     let got = checksum_tree(dir.path()).unwrap();
     let path = datasets_dir().join(list);
     if std::env::var_os("UPDATE_CHECKSUMS").is_some() {
@@ -43,18 +47,29 @@ fn synthetic_texture_benchmark_matches_the_committed_list() {
         .zip(1u64..)
         .map(|(name, seed)| synthetic_texture(name, seed, 512, 512))
         .collect();
-    check(&textures, "benchmark-v1-synthetic.sha256");
+    check(&textures, &BenchmarkConfig::llb_benchmark_v1(), "benchmark-v1-synthetic.sha256");
 }
 
 #[test]
-fn photo_texture_benchmark_matches_the_committed_list_when_the_cache_has_the_photos() {
-    let Some(cache) = std::env::var_os("LLB_CACHE") else { return };
-    let dir = Path::new(&cache).join("images/textures");
-    let paths: Vec<PathBuf> = NAMES.iter().map(|n| dir.join(format!("{n}.png"))).collect();
-    if !paths.iter().all(|p| p.is_file()) {
-        return;
-    }
+fn photo_texture_benchmark_matches_the_committed_list() {
+    let paths: Vec<PathBuf> = NAMES
+        .iter()
+        .map(|n| crate::cache::require_cached(&format!("images/textures/{n}.png"), "textures"))
+        .collect();
     let textures: Vec<Texture> =
         NAMES.iter().zip(&paths).map(|(n, p)| load_texture(n, p).unwrap()).collect();
-    check(&textures, "benchmark-v1.sha256");
+    check(&textures, &BenchmarkConfig::llb_benchmark_v1(), "benchmark-v1.sha256");
+}
+
+#[test]
+fn photo_texture_benchmark_v2_matches_the_committed_list() {
+    let textures: Vec<Texture> = BENCHMARK_V2_TEXTURES
+        .iter()
+        .map(|photo| {
+            let bundle = if photo.cache_path.contains("mvtb") { "mvtb-photos" } else { "textures" };
+            load_texture_photo(photo, &crate::cache::require_cached(photo.cache_path, bundle))
+                .unwrap()
+        })
+        .collect();
+    check(&textures, &BenchmarkConfig::llb_benchmark_v2(), "benchmark-v2.sha256");
 }

@@ -16,6 +16,8 @@ fn benchmark_category_goes_through_contamination_and_preprocessing() {
         n_test_defective: 12,
         defect_kinds: vec![DefectKind::Scratch, DefectKind::Hole, DefectKind::Warp],
         tile_source: TileSource::DisjointHalves,
+        n_pool_defective: 0,
+        defect_catalogue: None,
     };
     let textures = [synthetic_texture("tex", 9, 96, 160)];
     generate_benchmark(&textures, &config, dir.path()).unwrap();
