@@ -257,8 +257,12 @@ fn tiny_experiment(sh: &Shell, llb: &Path, device: &str) -> anyhow::Result<Vec<R
 /// 112 px, few images and no ablations: a couple of minutes on a CPU.
 fn tiny_manifest(mut manifest: Value) -> anyhow::Result<Value> {
     manifest["name"] = "gpu-check".into();
-    let dataset = &mut manifest["dataset"];
-    ensure!(dataset["kind"] == "benchmark", "the benchmark manifest is no longer `benchmark`");
+    manifest["datasets"] = Value::Array(vec![manifest["datasets"][0].clone()]);
+    let dataset = &mut manifest["datasets"][0];
+    ensure!(
+        dataset["kind"] == "benchmark",
+        "the benchmark manifest's first data set is no longer `benchmark`"
+    );
     let first = dataset["categories"][0].clone();
     dataset["categories"] = Value::Array(vec![first]);
     let config = &mut dataset["config"];
@@ -266,10 +270,12 @@ fn tiny_manifest(mut manifest: Value) -> anyhow::Result<Value> {
     config["n_train_good"] = 24.into();
     config["n_test_good"] = 8.into();
     config["n_test_defective"] = 16.into();
+    config["n_pool_defective"] = 8.into();
     manifest["contamination_ratios"] = serde_json::json!([0.2]);
+    manifest["seeds"] = serde_json::json!([0]);
     let backbone = manifest["backbones"][0].clone();
     manifest["backbones"] = Value::Array(vec![backbone]);
-    manifest["backbones"][0]["encoder"]["image_size_px"] = 112.into();
+    manifest["backbones"][0]["settings"]["encoder"]["image_size_px"] = 112.into();
     manifest["ablation_ratios"] = serde_json::json!([]);
     manifest["ablations"] = serde_json::json!([]);
     Ok(manifest)

@@ -118,8 +118,8 @@ fn realiad_manifest(base: &Path, root: &Path, categories: &[String]) -> anyhow::
         std::fs::read_to_string(base).with_context(|| format!("reading {}", base.display()))?;
     let mut manifest: serde_json::Value = serde_json::from_str(&text)?;
     manifest["name"] = "realiad".into();
-    manifest["dataset"] =
-        serde_json::json!({"kind": "realiad", "root": root, "categories": categories});
+    manifest["datasets"] =
+        serde_json::json!([{"kind": "realiad", "root": root, "categories": categories}]);
     manifest["contamination_ratios"] = serde_json::json!([0.0, 0.1, 0.2, 0.4]);
     let path = crate::project_root().join("results/realiad.manifest.json");
     std::fs::create_dir_all(path.parent().expect("results/ has a parent"))?;

@@ -2,7 +2,6 @@
 //! contaminated split at each α, the built-in benchmark generated into the cache, and ELPV
 //! fetched into it.
 
-use super::manifest::Manifest;
 use crate::pipeline::{RunContext, model_dir};
 use anyhow::Context;
 use llb_data::{
@@ -121,13 +120,13 @@ pub(crate) fn load_clean(
 /// The training/test split at α for one replicate `seed`: contaminated by us (the draw seeded
 /// by `seed`), or Real-IAD's FUIAD split file (the same for every seed).
 pub(crate) fn contaminated(
-    manifest: &Manifest,
+    spec: &DatasetSpec,
     clean: Option<&Dataset>,
     category: &str,
     ratio: f64,
     seed: u64,
 ) -> anyhow::Result<Dataset> {
-    match (clean, &manifest.dataset) {
+    match (clean, spec) {
         (Some(clean), _) => Ok(llb_data::contaminate(
             clean.clone(),
             &ContaminationConfig { contamination_ratio: ratio, seed },

@@ -13,8 +13,8 @@ use std::path::Path;
 pub(crate) struct Manifest {
     /// Name of the run; results go to `<out>/<name>.json`.
     pub(crate) name: String,
-    /// The data.
-    pub(crate) dataset: DatasetSpec,
+    /// The data sets; their categories are the table's rows and must not repeat.
+    pub(crate) datasets: Vec<DatasetSpec>,
     /// Fractions α of anomalous training images (FUIAD protocol).
     pub(crate) contamination_ratios: Vec<f64>,
     /// Replicates: each seed draws its own contamination (data sets with a clean training set)
@@ -81,6 +81,14 @@ impl Manifest {
             .with_context(|| format!("parsing the manifest {}", path.display()))?;
         anyhow::ensure!(!manifest.backbones.is_empty(), "{}: no backbones", path.display());
         anyhow::ensure!(!manifest.seeds.is_empty(), "{}: no seeds", path.display());
+        let mut seen = std::collections::BTreeSet::new();
+        for category in manifest.datasets.iter().flat_map(DatasetSpec::categories) {
+            anyhow::ensure!(
+                seen.insert(category.clone()),
+                "{}: category `{category}` appears in two data sets",
+                path.display()
+            );
+        }
         for (i, backbone) in manifest.backbones.iter().enumerate() {
             anyhow::ensure!(
                 backbone.settings.purify.is_some(),

@@ -1,7 +1,7 @@
 //! `llb experiment`: the FUIAD grid (data × α × {baseline, purified}) and the ablations of a
 //! manifest, with per-row resume, written as one JSON file of result rows.
 
-use super::dataset::{contaminated, load_clean};
+use super::dataset::{DatasetSpec, contaminated, load_clean};
 use super::log::{append_log, read_rows};
 use super::manifest::Manifest;
 use crate::pipeline::{
@@ -122,17 +122,20 @@ pub(crate) fn run(args: &ExperimentArgs, device: &Device) -> anyhow::Result<()> 
         .collect::<anyhow::Result<Vec<_>>>()?;
     let mut rows = Vec::new();
     let mut computed = 0usize;
-    for category in manifest.dataset.categories() {
+    let categories =
+        manifest.datasets.iter().flat_map(|d| d.categories().into_iter().map(move |c| (d, c)));
+    for (dataset, category) in categories {
         let _span = tracing::info_span!("category", category = %category).entered();
-        let clean = load_clean(&manifest.dataset, &category, &ctx)?;
+        let clean = load_clean(dataset, &category, &ctx)?;
         for &seed in &manifest.seeds {
             for &ratio in &manifest.contamination_ratios {
                 let _span = tracing::info_span!("cell", alpha = ratio, seed).entered();
-                let data = contaminated(&manifest, clean.as_ref(), &category, ratio, seed)?;
+                let data = contaminated(dataset, clean.as_ref(), &category, ratio, seed)?;
                 let all: Vec<Sample> = data.train.iter().chain(&data.test).cloned().collect();
                 let mut features = BTreeMap::new();
                 for planned in plan(&manifest, ratio, seed) {
-                    let cell = Cell { manifest: &manifest, category: &category, ratio, seed };
+                    let cell =
+                        Cell { manifest: &manifest, dataset, category: &category, ratio, seed };
                     let key = cell.key(&planned.settings)?;
                     if let Some(row) = done.get(&key) {
                         rows.push(ResultRow {
@@ -207,6 +210,7 @@ fn plan(manifest: &Manifest, ratio: f64, seed: u64) -> Vec<Planned> {
 /// One (category, α, seed) cell of the grid.
 struct Cell<'a> {
     manifest: &'a Manifest,
+    dataset: &'a DatasetSpec,
     category: &'a str,
     ratio: f64,
     seed: u64,
@@ -218,7 +222,7 @@ impl Cell<'_> {
     fn key(&self, settings: &FitSettings) -> anyhow::Result<String> {
         let description = serde_json::json!({
             "row_format": 2,
-            "dataset": self.manifest.dataset,
+            "dataset": self.dataset,
             "category": self.category,
             "contamination_ratio": self.ratio,
             "seed": self.seed,

@@ -71,7 +71,7 @@ fn experiment_rows_are_keyed_by_their_full_settings() {
     let run = |selection: &str| {
         let manifest = serde_json::json!({
             "name": "keys",
-            "dataset": {"kind": "mvtec", "root": bench, "categories": ["tex"]},
+            "datasets": [{"kind": "mvtec", "root": bench, "categories": ["tex"]}],
             "contamination_ratios": [0.0, 0.2], "seeds": [0, 1],
             "backbones": [backbone(selection)], "ablation_ratios": [], "ablations": []
         });

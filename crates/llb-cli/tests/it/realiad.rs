@@ -73,7 +73,7 @@ fn experiment_runs_on_realiad_fuiad_splits_with_group_aware_purification() {
     });
     let manifest = serde_json::json!({
         "name": "realiad-fixture",
-        "dataset": {"kind": "realiad", "root": root, "categories": [CATEGORY]},
+        "datasets": [{"kind": "realiad", "root": root, "categories": [CATEGORY]}],
         "contamination_ratios": [0.0, 0.2], "seeds": [0],
         "backbones": [{"name": "patchcore", "settings": backbone}],
         "ablation_ratios": [], "ablations": []
