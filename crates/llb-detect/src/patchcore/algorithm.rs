@@ -3,6 +3,7 @@
 use super::bank::{MemoryBank, Nearest};
 use super::config::PatchCoreConfig;
 use super::coreset::{coreset_size, greedy_coreset, project};
+use super::provenance::BankProvenance;
 use crate::Result;
 use crate::detector::{Detector, Fit, ImageScoreRule, Scores, image_scores};
 use crate::map::MapSpec;
@@ -20,6 +21,8 @@ pub(crate) struct BankDetector {
     pub(crate) grid: (usize, usize),
     /// Blur of the upsampled maps, in pixels.
     pub(crate) blur_sigma_px: f64,
+    /// Where each bank row came from; `None` for models saved without it.
+    pub(crate) provenance: Option<BankProvenance>,
 }
 
 /// Patch scores of a batch, before upsampling.
@@ -124,7 +127,12 @@ impl PatchCore {
         let blur_sigma_px = config.blur_sigma_px;
         Ok(Self {
             config,
-            inner: BankDetector { bank: MemoryBank::new(bank, None)?, grid, blur_sigma_px },
+            inner: BankDetector {
+                bank: MemoryBank::new(bank, None)?,
+                grid,
+                blur_sigma_px,
+                provenance: None,
+            },
         })
     }
 
@@ -190,18 +198,24 @@ impl Fit for PatchCoreConfig {
             tracing::info_span!("patchcore_fit", n_images = patches.n_images, n_patches = n)
                 .entered();
         let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
+        let mut selected_rows = None;
         let bank = if self.coreset_fraction >= 1.0 {
             patches.matrix
         } else {
             let projected = project(&patches.matrix, self.projection_dim, &mut rng)?;
             let selected =
                 greedy_coreset(&projected, coreset_size(self.coreset_fraction, n), &mut rng)?;
+            selected_rows = Some(selected.clone());
             let len = selected.len();
             let index = Tensor::from_vec(selected, len, &device)?;
             patches.matrix.index_select(&index, 0)?
         };
         tracing::info!(bank = bank.dim(0)?, "patchcore memory bank");
-        PatchCore::from_parts(self.clone(), bank, patches.grid)
+        let provenance =
+            BankProvenance::of_rows(patches.n_images, patches.grid, selected_rows.as_deref());
+        let mut model = PatchCore::from_parts(self.clone(), bank, patches.grid)?;
+        model.inner.provenance = Some(provenance);
+        Ok(model)
     }
 }
 

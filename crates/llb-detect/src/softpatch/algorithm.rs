@@ -3,7 +3,9 @@
 use super::config::SoftPatchConfig;
 use super::outlier::{keep_mask, outlier_scores};
 use crate::detector::{Detector, Fit};
-use crate::patchcore::{BankDetector, MemoryBank, coreset_size, greedy_coreset, project};
+use crate::patchcore::{
+    BankDetector, BankProvenance, MemoryBank, coreset_size, greedy_coreset, project,
+};
 use crate::patches::patch_matrix;
 use crate::{Error, Result};
 use candle_core::{Device, Tensor};
@@ -84,7 +86,8 @@ impl SoftPatch {
             });
         }
         let blur_sigma_px = config.blur_sigma_px;
-        let inner = BankDetector { bank: MemoryBank::new(bank, weights)?, grid, blur_sigma_px };
+        let bank = MemoryBank::new(bank, weights)?;
+        let inner = BankDetector { bank, grid, blur_sigma_px, provenance: None };
         Ok(Self { config, inner, n_dropped })
     }
 }
@@ -130,12 +133,16 @@ impl Fit for SoftPatchConfig {
             picks.iter().map(|&p| kept[p as usize]).collect()
         };
         let weights: Vec<f32> = selected.iter().map(|&i| scores[i as usize].max(0.0)).collect();
+        let provenance = BankProvenance::of_rows(patches.n_images, patches.grid, Some(&selected));
         let len = selected.len();
         let index = Tensor::from_vec(selected, len, &device)?;
         let bank = patches.matrix.index_select(&index, 0)?;
         let weights =
             if self.soft_weighting { Some(Tensor::from_vec(weights, len, &device)?) } else { None };
-        SoftPatch::from_parts(self.clone(), bank, weights, patches.grid, n_dropped)
+        let mut model =
+            SoftPatch::from_parts(self.clone(), bank, weights, patches.grid, n_dropped)?;
+        model.inner.provenance = Some(provenance);
+        Ok(model)
     }
 }
 
