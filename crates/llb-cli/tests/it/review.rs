@@ -336,3 +336,90 @@ fn a_large_review_page_is_paged() {
          after navigation start; slowest page switch (200 rows) {slowest_switch_ms:.0} ms"
     );
 }
+
+/// The JSON a page embeds in `#data`.
+fn page_data(page: &Path) -> Value {
+    let html = std::fs::read_to_string(page).unwrap();
+    let tag = "type=\"application/json\">";
+    let start = html.find(tag).unwrap() + tag.len();
+    let end = start + html[start..].find("</script>").unwrap();
+    serde_json::from_str(&html[start..end]).unwrap()
+}
+
+/// `llb` with `args`, expected to fail: its exit code and stderr.
+fn llb_fails(args: &[&str]) -> (i32, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_llb"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "llb {args:?} succeeded");
+    (out.status.code().unwrap(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn bad_decisions_are_input_errors_and_old_models_report_without_provenance() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = scratch_cache(dir.path());
+    let data = dir.path().join("data");
+    tiny_benchmark(&data, 3, (56, 128), (12, 2, 4), vec![DefectKind::Stain]);
+    let (cache, data) = (cache.to_str().unwrap(), format!("mvtec:{}", data.display()));
+    let model = dir.path().join("model");
+    let common = [
+        "--data",
+        &data,
+        "--category",
+        "tex",
+        "--contamination",
+        "0.25",
+        "-k",
+        "2",
+        "--cache",
+        cache,
+        "--image-size",
+        "56",
+        "--out",
+        model.to_str().unwrap(),
+    ];
+    llb(&[&["fit"][..], &common].concat());
+
+    let decisions = dir.path().join("decisions.csv");
+    std::fs::write(&decisions, "id,decision\ntex/train/good/nope.png,drop\n").unwrap();
+    let with = ["--decisions", decisions.to_str().unwrap()];
+    let (code, err) = llb_fails(&[&["fit"][..], &common, &with].concat());
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("tex/train/good/nope.png") && err.contains("decisions.csv"), "{err}");
+    let (code, err) = llb_fails(&[&["fit"][..], &common, &with, &["--no-purify"]].concat());
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--no-purify"), "{err}");
+    std::fs::write(&decisions, "id,decision\ntex/train/good/000.png,maybe\n").unwrap();
+    let (code, err) = llb_fails(&[&["purify"][..], &common, &with].concat());
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("decisions.csv:2: decision `maybe`"), "{err}");
+
+    // A model saved before provenance existed still predicts; its report says so.
+    std::fs::remove_file(model.join("detector/bank_provenance.json")).unwrap();
+    let predictions = dir.path().join("predictions");
+    llb(&[
+        "predict",
+        "--model",
+        model.to_str().unwrap(),
+        "--input",
+        dir.path().join("data/tex/test/stain").to_str().unwrap(),
+        "--out",
+        predictions.to_str().unwrap(),
+        "--cache",
+        cache,
+        "--threshold",
+        "0",
+    ]);
+    let report = page_data(&predictions.join("report.html"));
+    assert_eq!(report["provenance"], "none");
+    let rows = report["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 4);
+    for row in rows {
+        assert_eq!(row["anomalous"], true, "threshold 0 calls every image anomalous");
+        assert!(row["nearest"]["distance"].as_f64().unwrap() >= 0.0, "{row}");
+        assert_eq!(row["nearest"]["source_id"], Value::Null, "{row}");
+    }
+}
