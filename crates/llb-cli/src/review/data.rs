@@ -178,11 +178,14 @@ fn borderline<'a>(
     ([lo, hi], near.iter().map(|n| n.1).collect())
 }
 
-/// FNV-1a over the ids and fused-score bits, in hex.
+/// FNV-1a over the ids, fused-score bits, verdicts and applied decisions, in hex: a refit with
+/// decisions gets a new key, so its page starts from the decisions it applied.
 fn fingerprint(rows: &[Row]) -> String {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for row in rows {
-        for b in row.id.bytes().chain(row.f.to_bits().to_le_bytes()) {
+        let decision = row.d.map_or(0, |d| d as u8 + 1);
+        let tail = [row.k, row.r, decision];
+        for b in row.id.bytes().chain(row.f.to_bits().to_le_bytes()).chain(tail) {
             h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
         }
     }

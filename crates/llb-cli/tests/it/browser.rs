@@ -177,6 +177,18 @@ impl Browser {
         self.command("POST", &format!("/element/{id}/click"), Some(json!({})));
     }
 
+    /// Types `text` into the first element matching the CSS `selector`, as a user would.
+    pub(crate) fn type_into(&self, selector: &str, text: &str) {
+        let found = self.command(
+            "POST",
+            "/element",
+            Some(json!({"using": "css selector", "value": selector})),
+        );
+        let id = found.as_object().and_then(|o| o.values().next()).and_then(Value::as_str);
+        let id = id.unwrap_or_else(|| panic!("no element {selector}")).to_string();
+        self.command("POST", &format!("/element/{id}/value"), Some(json!({ "text": text })));
+    }
+
     /// A PNG screenshot of the viewport.
     pub(crate) fn screenshot(&self) -> Vec<u8> {
         let encoded = self.command("GET", "/screenshot", None);

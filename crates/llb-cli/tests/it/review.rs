@@ -65,6 +65,17 @@ fn check_offline(browser: &Browser) {
     assert_eq!(browser.run(img, json!([])), json!(0), "every visible image loads");
 }
 
+/// Waits up to 20 s for the browser to finish downloading `path`.
+fn downloaded(path: &Path) -> PathBuf {
+    let started = std::time::Instant::now();
+    let partial = path.with_extension("csv.crdownload");
+    while !path.is_file() || partial.exists() {
+        assert!(started.elapsed().as_secs() < 20, "{} was not downloaded", path.display());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    path.to_path_buf()
+}
+
 /// Saves a screenshot under `dir`, and into `docs/img/` with `LLB_UPDATE_SCREENSHOTS=1`.
 fn screenshot(browser: &Browser, dir: &Path, name: &str) {
     let png = browser.screenshot();
@@ -150,13 +161,7 @@ fn review_decisions_round_trip_through_a_headless_browser() {
     browser.run("window.scrollTo(0, 0);", json!([]));
     screenshot(&browser, dir.path(), "review-page.png");
     browser.click("#export");
-    let exported = downloads.join("decisions.csv");
-    let started = std::time::Instant::now();
-    while !exported.is_file() {
-        assert!(started.elapsed().as_secs() < 20, "decisions.csv was not downloaded");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    std::thread::sleep(std::time::Duration::from_millis(200));
+    let exported = downloaded(&downloads.join("decisions.csv"));
     let csv = std::fs::read_to_string(&exported).unwrap();
     let mut lines: Vec<&str> = csv.lines().collect();
     assert_eq!(lines.remove(0), "id,decision");
@@ -252,7 +257,8 @@ fn synthetic_scores(dir: &Path, n: usize) -> PathBuf {
     std::fs::create_dir_all(&images).unwrap();
     let mut rows = Vec::with_capacity(n);
     for i in 0..n {
-        let id = format!("img_{i:05}.png");
+        // One name needs quoting in CSV: the page's export must quote it.
+        let id = if i == 1 { "img_00001,\"q\".png".to_string() } else { format!("img_{i:05}.png") };
         let shade = |x: u32, y: u32| ((x * 3 + y * 5 + i as u32 * 7) % 200 + 30) as u8;
         image::RgbImage::from_fn(64, 64, |x, y| image::Rgb([shade(x, y), shade(y, x), 128]))
             .save(images.join(&id))
@@ -330,6 +336,16 @@ fn a_large_review_page_is_paged() {
         slowest_switch_ms = slowest_switch_ms.max(ms);
     }
     assert_eq!((listed, pages), (n, n.div_ceil(200)));
+
+    // An id with a comma and quotes survives the page's CSV export and llb's parser.
+    let tricky = "img_00001,\"q\".png";
+    browser.type_into("input[type=search]", "00001,");
+    browser.click("#rows [data-id] button[data-action='drop']");
+    browser.click("#export");
+    let exported = downloaded(&dir.path().join("decisions.csv"));
+    let decisions = llb_purify::Decisions::load_csv(&exported).unwrap();
+    let expected = [(llb_types::SampleId::new(tricky), llb_purify::Decision::Drop)];
+    assert_eq!(decisions.by_id, expected.into_iter().collect());
     eprintln!(
         "review page at {n} training images: review.html {page_bytes} bytes, thumbnails \
          {thumb_bytes} bytes in review/img, written in {write_seconds:.1} s; ready {ready_ms} ms \
