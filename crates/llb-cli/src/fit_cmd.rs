@@ -80,7 +80,7 @@ pub(crate) fn run(args: &FitArgs, stage1_only: bool, device: &Device) -> anyhow:
     if let (Some(s), Some(rule)) = (&screening, &rule_selection) {
         let input = ReviewInput {
             title: dataset.category.clone(),
-            detector: settings.detector.short_name(),
+            detector: detector_kind(&settings.detector)?,
             table: &s.table,
             purification: &s.purification,
             rule_selection: rule,
@@ -180,6 +180,12 @@ pub(crate) fn run(args: &FitArgs, stage1_only: bool, device: &Device) -> anyhow:
     }
     println!("{summary}");
     Ok(())
+}
+
+/// A detector's kind as its settings name it (`patchcore`, `softpatch`, `dinomaly`).
+fn detector_kind(detector: &impl serde::Serialize) -> anyhow::Result<String> {
+    let value = serde_json::to_value(detector)?;
+    Ok(value["kind"].as_str().unwrap_or("detector").to_string())
 }
 
 /// Writes `decisions-applied.json` and returns the summary line's part about it.

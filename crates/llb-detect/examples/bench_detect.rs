@@ -15,6 +15,7 @@ use std::time::Instant;
 
 use candle_core::{Device, Tensor};
 use llb_detect::{Detector, Fit, ImageScoreRule, PatchCoreConfig, SoftPatchConfig};
+use llb_types::SampleId;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -57,6 +58,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("gemm: candle f32 matmul 2048^3: {:.1} GFLOP/s (best of 3)", gemm_rate(2048)?);
 
     let train = [random_features(n_train, channels, side, 10)?];
+    let ids: Vec<SampleId> = (0..n_train).map(|i| SampleId::new(format!("train{i:05}"))).collect();
     let test = [random_features(n_test, channels, side, 11)?];
     println!(
         "features: train [{n_train}, {channels}, {side}, {side}], test [{n_test}, {channels}, {side}, {side}]"
@@ -64,7 +66,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let config = PatchCoreConfig { coreset_fraction, ..PatchCoreConfig::roth2022() };
     let start = Instant::now();
-    let model = config.fit(&train)?;
+    let model = config.fit(&ids, &train)?;
     let fit_s = start.elapsed().as_secs_f64();
     let bank = model.bank_len();
     println!(
@@ -98,7 +100,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if with_softpatch {
         let config = SoftPatchConfig::jiang2022();
         let start = Instant::now();
-        let model = config.fit(&train)?;
+        let model = config.fit(&ids, &train)?;
         println!(
             "softpatch fit (lof k=6, noise 0.15, coreset 0.1): {:.2} s, dropped {}, bank {}",
             start.elapsed().as_secs_f64(),

@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use candle_core::{Device, Tensor};
 use llb_detect::{Detector, DinomalyConfig, DinomalyTrainer};
+use llb_types::SampleId;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let iterations: usize = std::env::args().nth(1).map_or(Ok(5), |s| s.parse())?;
@@ -47,7 +48,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut config = DinomalyConfig::llb_cpu();
     config.length = llb_detect::TrainingLength::Iterations(iterations + 1);
     config.batch_size = 8;
-    let mut trainer = DinomalyTrainer::new(&config, &layers)?;
+    let ids: Vec<SampleId> = (0..n_images).map(|i| SampleId::new(format!("img{i:03}"))).collect();
+    let mut trainer = DinomalyTrainer::new(&config, &ids, &layers)?;
     trainer.step()?; // warm-up: allocations, first-touch
     let start = Instant::now();
     for _ in 0..iterations {

@@ -2,6 +2,7 @@
 
 use crate::Result;
 use candle_core::Tensor;
+use llb_types::SampleId;
 
 /// Rule that turns an anomaly map into one image score (higher = more anomalous).
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -89,11 +90,17 @@ pub trait Fit {
     type Model: Detector;
 
     /// Fits a fresh model on the features of the training images (same layout as
-    /// [`Detector::anomaly_maps`]). Every random choice is seeded from the configuration.
+    /// [`Detector::anomaly_maps`]), row `i` of every layer belonging to sample `ids[i]`.
+    ///
+    /// The model is a function of the *set* of `(id, features)` pairs and of the configuration:
+    /// implementations put the rows in ascending id order first and key every random choice
+    /// (coreset start, bank sampling, epoch order) to ids and the configuration's seed, so any
+    /// permutation of the input rows gives a bit-identical model.
     ///
     /// # Errors
-    /// Empty or inconsistent features, or a failure of the tensor backend.
-    fn fit(&self, layers: &[Tensor]) -> Result<Self::Model>;
+    /// Empty or inconsistent features, a repeated id
+    /// ([`Error::DuplicateId`](crate::Error::DuplicateId)), or a failure of the tensor backend.
+    fn fit(&self, ids: &[SampleId], layers: &[Tensor]) -> Result<Self::Model>;
 }
 
 impl ImageScoreRule {

@@ -67,6 +67,12 @@ pub enum Error {
         /// Which tensor.
         what: String,
     },
+    /// A sample id given twice in one training set.
+    #[error("training sample {id} is given twice")]
+    DuplicateId {
+        /// The repeated id.
+        id: llb_types::SampleId,
+    },
     /// A saved model whose files do not match each other or this crate.
     #[error("bad saved model {path}: {reason}")]
     BadModel {

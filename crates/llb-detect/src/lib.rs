@@ -41,6 +41,9 @@ mod detector;
 mod dinomaly;
 mod error;
 mod map;
+mod order;
+#[cfg(test)]
+mod order_tests;
 mod patchcore;
 mod patches;
 mod saved;
@@ -53,7 +56,8 @@ pub use dinomaly::{
 };
 pub use error::{Error, Result};
 pub use patchcore::{
-    BankProvenance, NearestTrainingPatch, PROVENANCE_FILE, PatchCore, PatchCoreConfig, PatchSource,
+    BankProvenance, BankSampling, NearestTrainingPatch, PROVENANCE_FILE, PatchCore, PatchCoreConfig,
+    PatchSource,
 };
 pub use saved::{
     DetectorState, FORMAT_VERSION, MODEL_CARD_FILE, MODEL_TENSORS_FILE, ModelCard, SavedModel,

@@ -1,45 +1,68 @@
 //! The stage-1 resume cache: one JSON file of scores per finished sub-model, written atomically,
 //! in a folder named after a fingerprint of everything that determines those scores.
 
-use crate::{Error, Result, Stage1Config};
+use crate::{Error, Result, Stage1Config, TrainingSet};
 use llb_types::SampleId;
 use std::path::{Path, PathBuf};
 
-/// Scores of finished sub-models for one (cache key, config, ids) fingerprint.
+/// Scores of finished sub-models for one (cache key, config, ids, image contents) fingerprint.
 #[derive(Debug)]
 pub(crate) struct ResumeStore {
     dir: PathBuf,
     fingerprint: String,
+    cache_key: String,
     ids: Vec<SampleId>,
+    content_sha256: Vec<String>,
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SubmodelScores {
     fingerprint: String,
+    cache_key: String,
     block: usize,
     ids: Vec<SampleId>,
+    content_sha256: Vec<String>,
     anomaly_scores: Vec<f32>,
 }
 
 impl ResumeStore {
-    /// Opens (and creates) `<root>/<fingerprint>/`.
+    /// Opens (and creates) `<root>/<fingerprint>/`: the fingerprint covers the cache key, the
+    /// config, and every sample's id *and* content hash, so a folder of other images under the
+    /// same file names never reuses these scores. Each score file repeats all of them, and
+    /// [`ResumeStore::load`] checks them, so even a fingerprint collision cannot pass.
     pub(crate) fn open(
         root: &Path,
         cache_key: &str,
         config: &Stage1Config,
-        ids: &[SampleId],
+        train: &TrainingSet<'_>,
     ) -> Result<Self> {
         let config_json = serde_json::to_string(config).expect("configs serialise");
+        let cache_key = match train.fit_mask {
+            None => cache_key.to_owned(),
+            Some(mask) => {
+                let bits: String = mask.iter().map(|&m| if m { '1' } else { '0' }).collect();
+                format!("{cache_key}|fit-mask:{bits}")
+            }
+        };
+        let (ids, content_sha256) = (train.ids, train.content_sha256);
         let mut text = format!("{cache_key}\n{config_json}\n");
-        for id in ids {
+        for (id, content) in ids.iter().zip(content_sha256) {
             text.push_str(id.as_str());
+            text.push('\t');
+            text.push_str(content);
             text.push('\n');
         }
         let fingerprint = format!("{:016x}", fnv1a64(text.as_bytes()));
         let dir = root.join(&fingerprint);
         std::fs::create_dir_all(&dir).map_err(|source| Error::Io { path: dir.clone(), source })?;
-        Ok(Self { dir, fingerprint, ids: ids.to_vec() })
+        Ok(Self {
+            dir,
+            fingerprint,
+            cache_key,
+            ids: ids.to_vec(),
+            content_sha256: content_sha256.to_vec(),
+        })
     }
 
     fn path(&self, block: usize) -> PathBuf {
@@ -58,10 +81,16 @@ impl ResumeStore {
             path: path.clone(),
             message: format!("not a score file: {e}"),
         })?;
-        if saved.fingerprint != self.fingerprint || saved.block != block || saved.ids != self.ids {
+        if saved.fingerprint != self.fingerprint
+            || saved.cache_key != self.cache_key
+            || saved.block != block
+            || saved.ids != self.ids
+            || saved.content_sha256 != self.content_sha256
+        {
             return Err(Error::Cache {
                 path,
-                message: "written by another run (fingerprint, block or ids differ); delete it"
+                message: "written by another run (key, block, ids or image contents differ); \
+                          delete it"
                     .into(),
             });
         }
@@ -79,8 +108,10 @@ impl ResumeStore {
         let path = self.path(block);
         let saved = SubmodelScores {
             fingerprint: self.fingerprint.clone(),
+            cache_key: self.cache_key.clone(),
             block,
             ids: self.ids.clone(),
+            content_sha256: self.content_sha256.clone(),
             anomaly_scores: anomaly_scores.to_vec(),
         };
         let json = serde_json::to_vec(&saved).expect("scores serialise");

@@ -47,8 +47,15 @@ impl Stage1Config {
 pub struct TrainingSet<'a> {
     /// Sample ids, one per row of every feature layer.
     pub ids: &'a [SampleId],
+    /// A hash of each sample's input, e.g. the SHA-256 (hex) of its image file, in the order of
+    /// `ids`: part of the resume cache's key, so other pixels under the same ids recompute.
+    pub content_sha256: &'a [String],
     /// Physical-sample group of each id (`None` when unknown); same length as `ids`.
     pub groups: &'a [Option<GroupId>],
+    /// Which samples the sub-models may be fitted on, in the order of `ids` (`None`: all). Every
+    /// sample is scored either way; a later screening round passes the previous round's kept
+    /// set here, so each sub-model refits on its block minus the images already distrusted.
+    pub fit_mask: Option<&'a [bool]>,
     /// Encoder features, one tensor `[N, C, h, w]` per layer, rows in the order of `ids`.
     pub layers: &'a [Tensor],
     /// Size `(H, W)` of the anomaly maps, i.e. of the preprocessed images.
@@ -68,10 +75,13 @@ pub struct Stage1Output {
 /// every training sample with every sub-model (including the samples a sub-model was fitted on,
 /// as the official code does; the in-subset flag records which).
 ///
+/// Each sub-model is fitted on its block's ids (so, by the [`Fit`] contract, not on any row
+/// order), and scores every sample.
+///
 /// With `resume_dir`, each sub-model's scores are written there (atomically) as soon as they are
-/// known, and a later call with the same `cache_key`, config and ids reuses them instead of
-/// refitting. `cache_key` must change whenever the detector or the features change (e.g. the
-/// detector config and the feature-cache key).
+/// known, and a later call with the same `cache_key`, config, ids and content hashes reuses them
+/// instead of refitting. `cache_key` must describe everything else that determines the scores:
+/// the detector's full settings and the encoder's (name, weights hash, input size).
 ///
 /// # Errors
 /// Inconsistent inputs, a partition error, a detector failure (with the block index), a
@@ -106,7 +116,7 @@ pub fn run_stage1_observed<F: Fit>(
     let k = partition.k();
     let _span = tracing::info_span!("stage1", k, n_samples = n).entered();
     let store = match resume_dir {
-        Some(dir) => Some(ResumeStore::open(dir, cache_key, config, train.ids)?),
+        Some(dir) => Some(ResumeStore::open(dir, cache_key, config, train)?),
         None => None,
     };
     let row_of: std::collections::BTreeMap<&SampleId, usize> =
@@ -122,9 +132,20 @@ pub fn run_stage1_observed<F: Fit>(
             columns.push(scores);
             continue;
         }
-        let rows: Vec<u32> = members.iter().map(|id| row_of[id] as u32).collect();
+        let fitted: Vec<SampleId> = members
+            .iter()
+            .filter(|id| train.fit_mask.is_none_or(|mask| mask[row_of[id]]))
+            .cloned()
+            .collect();
+        if fitted.is_empty() {
+            return Err(Error::Features(format!(
+                "block {block} has no sample left to fit a sub-model on"
+            )));
+        }
+        let rows: Vec<u32> = fitted.iter().map(|id| row_of[id] as u32).collect();
         let subset = select_rows(train.layers, &rows)?;
-        let model = fit.fit(&subset).map_err(|source| Error::Detector { block, source })?;
+        let model =
+            fit.fit(&fitted, &subset).map_err(|source| Error::Detector { block, source })?;
         let members: std::collections::BTreeSet<&SampleId> = members.iter().collect();
         let mut visit = |row: usize, map: &[f32]| {
             if let Some(observer) = observer.as_deref_mut() {
@@ -170,6 +191,15 @@ fn check_training_set(train: &TrainingSet<'_>) -> Result<usize> {
     let n = train.ids.len();
     if train.groups.len() != n {
         return Err(Error::Features(format!("{} groups for {n} ids", train.groups.len())));
+    }
+    if train.content_sha256.len() != n {
+        let got = train.content_sha256.len();
+        return Err(Error::Features(format!("{got} content hashes for {n} ids")));
+    }
+    if let Some(mask) = train.fit_mask
+        && mask.len() != n
+    {
+        return Err(Error::Features(format!("a fit mask of {} for {n} ids", mask.len())));
     }
     if train.layers.is_empty() {
         return Err(Error::Features("no feature layers".into()));

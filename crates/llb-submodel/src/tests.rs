@@ -20,7 +20,7 @@ struct MeanPatchModel {
 
 impl Fit for MeanPatch {
     type Model = MeanPatchModel;
-    fn fit(&self, layers: &[Tensor]) -> llb_detect::Result<MeanPatchModel> {
+    fn fit(&self, _ids: &[SampleId], layers: &[Tensor]) -> llb_detect::Result<MeanPatchModel> {
         self.fits.fetch_add(1, Ordering::SeqCst);
         let mean = layers[0].mean_keepdim(0)?.mean_keepdim(2)?.mean_keepdim(3)?; // [1, C, 1, 1]
         Ok(MeanPatchModel { mean })
@@ -34,6 +34,11 @@ impl Detector for MeanPatchModel {
     fn anomaly_maps(&self, layers: &[Tensor], _size: (usize, usize)) -> llb_detect::Result<Tensor> {
         Ok(layers[0].broadcast_sub(&self.mean)?.sqr()?.sum(1)?.sqrt()?)
     }
+}
+
+/// Content hashes standing in for image files: `content-<i>`.
+fn contents(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("content-{i}")).collect()
 }
 
 /// `n` images of `[2, 3, 3]` features: normal ones near 0, anomalous ones (every 5th) near 4.
@@ -62,8 +67,16 @@ fn config(k: usize) -> Stage1Config {
 #[test]
 fn every_sample_is_scored_by_every_submodel_with_membership_flags() {
     let (ids, groups, layer) = training_set(20);
+    let content = contents(20);
     let layers = [layer];
-    let train = TrainingSet { ids: &ids, groups: &groups, layers: &layers, image_size_px: (3, 3) };
+    let train = TrainingSet {
+        ids: &ids,
+        content_sha256: &content,
+        groups: &groups,
+        fit_mask: None,
+        layers: &layers,
+        image_size_px: (3, 3),
+    };
     let fit = MeanPatch { fits: AtomicUsize::new(0) };
     let out = run_stage1(&fit, &train, &config(4), "toy", None).unwrap();
     assert_eq!(fit.fits.load(Ordering::SeqCst), 4);
@@ -90,8 +103,16 @@ fn every_sample_is_scored_by_every_submodel_with_membership_flags() {
 #[test]
 fn a_resumed_run_reuses_scores_and_gives_the_same_table() {
     let (ids, groups, layer) = training_set(15);
+    let content = contents(15);
     let layers = [layer];
-    let train = TrainingSet { ids: &ids, groups: &groups, layers: &layers, image_size_px: (3, 3) };
+    let train = TrainingSet {
+        ids: &ids,
+        content_sha256: &content,
+        groups: &groups,
+        fit_mask: None,
+        layers: &layers,
+        image_size_px: (3, 3),
+    };
     let dir = tempfile::tempdir().unwrap();
     let first = MeanPatch { fits: AtomicUsize::new(0) };
     let a = run_stage1(&first, &train, &config(3), "toy", Some(dir.path())).unwrap();
@@ -103,6 +124,54 @@ fn a_resumed_run_reuses_scores_and_gives_the_same_table() {
     let third = MeanPatch { fits: AtomicUsize::new(0) };
     run_stage1(&third, &train, &config(3), "other", Some(dir.path())).unwrap();
     assert_eq!(third.fits.load(Ordering::SeqCst), 3);
+    // The same ids with other image contents (another folder with the same file names) refit
+    // every sub-model instead of reusing the first folder's scores.
+    let mut other_content = content.clone();
+    other_content[7] = "another-image".into();
+    let train = TrainingSet { content_sha256: &other_content, ..train };
+    let fourth = MeanPatch { fits: AtomicUsize::new(0) };
+    run_stage1(&fourth, &train, &config(3), "toy", Some(dir.path())).unwrap();
+    assert_eq!(fourth.fits.load(Ordering::SeqCst), 3, "other pixels, same names: recomputed");
+}
+
+#[test]
+fn a_submodel_sees_its_block_whatever_the_input_order() {
+    // Reversing the input rows (ids with them) gives the same table: partition and fits follow
+    // ids, not positions.
+    let (ids, groups, layer) = training_set(12);
+    let content = contents(12);
+    let layers = [layer.clone()];
+    let train = TrainingSet {
+        ids: &ids,
+        content_sha256: &content,
+        groups: &groups,
+        fit_mask: None,
+        layers: &layers,
+        image_size_px: (3, 3),
+    };
+    let fit = MeanPatch { fits: AtomicUsize::new(0) };
+    let a = run_stage1(&fit, &train, &config(3), "toy", None).unwrap();
+    let reversed: Vec<u32> = (0..12u32).rev().collect();
+    let index = Tensor::from_vec(reversed.clone(), 12, &Device::Cpu).unwrap();
+    let r_ids: Vec<SampleId> = reversed.iter().map(|&i| ids[i as usize].clone()).collect();
+    let r_content: Vec<String> = reversed.iter().map(|&i| content[i as usize].clone()).collect();
+    let r_layers = [layer.index_select(&index, 0).unwrap()];
+    let train = TrainingSet {
+        ids: &r_ids,
+        content_sha256: &r_content,
+        groups: &groups,
+        fit_mask: None,
+        layers: &r_layers,
+        image_size_px: (3, 3),
+    };
+    let b = run_stage1(&fit, &train, &config(3), "toy", None).unwrap();
+    let sorted = |t: &llb_purify::ScoreTable| {
+        let mut rows: Vec<_> =
+            t.rows().map(|(id, cells)| (id.clone(), format!("{cells:?}"))).collect();
+        rows.sort();
+        rows
+    };
+    assert_eq!(sorted(&a.table), sorted(&b.table));
 }
 
 /// Records what stage 1 shows it: `(block, sample, in_subset, map length)` and the blocks
@@ -132,7 +201,15 @@ impl MapObserver for Recorder {
 fn the_observer_sees_every_map_once_and_gets_its_bytes_back_on_resume() {
     let (ids, groups, layer) = training_set(10);
     let layers = [layer];
-    let train = TrainingSet { ids: &ids, groups: &groups, layers: &layers, image_size_px: (3, 3) };
+    let content = contents(10);
+    let train = TrainingSet {
+        ids: &ids,
+        content_sha256: &content,
+        groups: &groups,
+        fit_mask: None,
+        layers: &layers,
+        image_size_px: (3, 3),
+    };
     let dir = tempfile::tempdir().unwrap();
     let fit = MeanPatch { fits: AtomicUsize::new(0) };
     let mut first = Recorder::default();
@@ -171,14 +248,28 @@ fn the_observer_sees_every_map_once_and_gets_its_bytes_back_on_resume() {
 #[test]
 fn inconsistent_inputs_are_errors() {
     let (ids, groups, layer) = training_set(6);
+    let content = contents(6);
     let layers = [layer];
     let short = &ids[..5];
-    let train =
-        TrainingSet { ids: short, groups: &groups[..5], layers: &layers, image_size_px: (3, 3) };
+    let train = TrainingSet {
+        ids: short,
+        content_sha256: &content[..5],
+        groups: &groups[..5],
+        fit_mask: None,
+        layers: &layers,
+        image_size_px: (3, 3),
+    };
     let fit = MeanPatch { fits: AtomicUsize::new(0) };
     let err = run_stage1(&fit, &train, &config(2), "toy", None).unwrap_err();
     assert!(err.to_string().contains("6 rows for 5 ids"), "{err}");
-    let train = TrainingSet { ids: &ids, groups: &groups, layers: &layers, image_size_px: (3, 3) };
+    let train = TrainingSet {
+        ids: &ids,
+        content_sha256: &content,
+        groups: &groups,
+        fit_mask: None,
+        layers: &layers,
+        image_size_px: (3, 3),
+    };
     let err = run_stage1(&fit, &train, &config(7), "toy", None).unwrap_err();
     assert!(err.to_string().contains("k = 7"), "{err}");
 }
@@ -190,4 +281,41 @@ fn autotraits() {
     check::<crate::Stage1Config>();
     check::<crate::Stage1Output>();
     check::<crate::Error>();
+}
+
+#[test]
+fn a_fit_mask_keeps_distrusted_samples_out_of_every_submodel() {
+    // Masking out the anomalies (every 5th image) moves each sub-model's mean patch to the
+    // normal images: anomalies score higher and normal images lower than without the mask.
+    let (ids, groups, layer) = training_set(20);
+    let content = contents(20);
+    let layers = [layer];
+    let mask: Vec<bool> = (0..20).map(|i| i % 5 != 0).collect();
+    let base = TrainingSet {
+        ids: &ids,
+        content_sha256: &content,
+        groups: &groups,
+        fit_mask: None,
+        layers: &layers,
+        image_size_px: (3, 3),
+    };
+    let fit = MeanPatch { fits: AtomicUsize::new(0) };
+    let plain = run_stage1(&fit, &base, &config(2), "toy", None).unwrap();
+    let masked_set = TrainingSet { fit_mask: Some(&mask), ..base };
+    let masked = run_stage1(&fit, &masked_set, &config(2), "toy", None).unwrap();
+    for j in 0..2 {
+        let (before, after) = (plain.table.column_scores(j), masked.table.column_scores(j));
+        for i in 0..20 {
+            if i % 5 == 0 {
+                assert!(after[i] > before[i], "anomaly {i}, model {j}");
+            } else {
+                assert!(after[i] < before[i], "normal {i}, model {j}");
+            }
+        }
+    }
+    let short = [true; 3];
+    let err =
+        run_stage1(&fit, &TrainingSet { fit_mask: Some(&short), ..base }, &config(2), "toy", None)
+            .unwrap_err();
+    assert!(err.to_string().contains("fit mask of 3 for 20 ids"), "{err}");
 }

@@ -4,14 +4,18 @@
 
 mod render;
 mod results;
+mod stats;
 mod svg;
 
 use anyhow::Context;
 use std::path::{Path, PathBuf};
 use xshell::{Shell, cmd};
 
-/// The default manifest: the built-in texture benchmark.
+/// The default manifest: the built-in benchmark (v2), PatchCore and SoftPatch.
 const DEFAULT_MANIFEST: &str = "xtask/manifests/benchmark.json";
+
+/// `--full`: the default grid plus the Dinomaly backbone (hours on two cores).
+const FULL_MANIFEST: &str = "xtask/manifests/benchmark-full.json";
 
 /// The 30 Real-IAD categories.
 const REALIAD_CATEGORIES: [&str; 30] = [
@@ -47,7 +51,7 @@ const REALIAD_CATEGORIES: [&str; 30] = [
     "zipper",
 ];
 
-/// Runs `cargo xtask reproduce [--manifest PATH] [--realiad ROOT [--categories A,B]]
+/// Runs `cargo xtask reproduce [--full | --manifest PATH] [--realiad ROOT [--categories A,B]]
 /// [--render-only]`.
 pub(crate) fn run(sh: &Shell, args: &[String]) -> anyhow::Result<()> {
     let mut manifest = PathBuf::from(DEFAULT_MANIFEST);
@@ -58,6 +62,7 @@ pub(crate) fn run(sh: &Shell, args: &[String]) -> anyhow::Result<()> {
     while let Some(arg) = it.next() {
         match arg.as_str() {
             "--manifest" => manifest = it.next().context("--manifest needs a path")?.into(),
+            "--full" => manifest = FULL_MANIFEST.into(),
             "--realiad" => {
                 realiad = Some(it.next().context("--realiad needs the Real-IAD root")?.into())
             }
@@ -81,8 +86,7 @@ pub(crate) fn run(sh: &Shell, args: &[String]) -> anyhow::Result<()> {
     if !render_only {
         cmd!(sh, "cargo build --release --locked --package llb-cli").run()?;
         if realiad.is_none() {
-            cmd!(sh, "cargo run --release --locked --package llb-cli -- fetch --only textures --only dinov2-vits14")
-                .run()?;
+            cmd!(sh, "cargo run --release --locked --package llb-cli -- fetch").run()?;
         }
         cmd!(sh, "cargo run --release --locked --package llb-cli -- experiment --manifest {manifest} --out results")
             .run()?;
@@ -101,6 +105,7 @@ pub(crate) fn render_files(root: &Path, name: &str) -> anyhow::Result<()> {
     std::fs::create_dir_all(&tables)?;
     std::fs::write(root.join("results").join(format!("{name}.csv")), render::csv(&results)?)?;
     std::fs::write(tables.join(format!("{name}.md")), render::markdown(&results))?;
+    std::fs::write(tables.join(format!("{name}-headline.md")), render::headline(&results))?;
     std::fs::write(tables.join(format!("{name}.svg")), svg::metric_vs_alpha(&results))?;
     println!("{}", render::markdown(&results));
     Ok(())
@@ -138,5 +143,22 @@ mod tests {
         assert_eq!(render::markdown(&results), table, "run `cargo xtask reproduce --render-only`");
         let csv = std::fs::read_to_string(root.join("results/benchmark.csv")).unwrap();
         assert_eq!(render::csv(&results).unwrap(), csv);
+        let headline =
+            std::fs::read_to_string(root.join("docs/tables/benchmark-headline.md")).unwrap();
+        assert_eq!(render::headline(&results), headline);
+    }
+
+    /// The README's results table is the generated headline, verbatim: numbers in the README
+    /// come from the committed results, never from hand edits.
+    #[test]
+    fn readme_carries_the_generated_headline() {
+        let root = crate::project_root();
+        let headline =
+            std::fs::read_to_string(root.join("docs/tables/benchmark-headline.md")).unwrap();
+        let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+        assert!(
+            readme.contains(&headline),
+            "README.md must contain docs/tables/benchmark-headline.md"
+        );
     }
 }

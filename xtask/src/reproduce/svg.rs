@@ -1,7 +1,7 @@
 //! A small SVG line chart (metric vs α, one line per method), written as text: no plotting
 //! dependency, and the file diffs well.
 
-use super::results::{Results, Row, mean};
+use super::results::{Results, Row, Sel};
 use std::fmt::Write;
 
 const PALETTE: [&str; 6] = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"];
@@ -34,7 +34,7 @@ pub(crate) fn metric_vs_alpha(results: &Results) -> String {
                 let points = ratios
                     .iter()
                     .filter_map(|&a| {
-                        mean(&results.main_rows(&m, a), metric).map(|v| (a, 100.0 * v))
+                        results.estimate(Sel::main(&m, a), *metric).map(|e| (a, 100.0 * e.mean))
                     })
                     .collect();
                 (m, points)

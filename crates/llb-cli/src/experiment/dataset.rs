@@ -61,17 +61,19 @@ pub(crate) fn load_clean(
     }
 }
 
-/// The training/test split at α: contaminated by us, or Real-IAD's FUIAD split file.
+/// The training/test split at α for one replicate `seed`: contaminated by us (the draw seeded
+/// by `seed`), or Real-IAD's FUIAD split file (the same for every seed).
 pub(crate) fn contaminated(
     manifest: &Manifest,
     clean: Option<&Dataset>,
     category: &str,
     ratio: f64,
+    seed: u64,
 ) -> anyhow::Result<Dataset> {
     match (clean, &manifest.dataset) {
         (Some(clean), _) => Ok(llb_data::contaminate(
             clean.clone(),
-            &ContaminationConfig { contamination_ratio: ratio, seed: manifest.contamination_seed },
+            &ContaminationConfig { contamination_ratio: ratio, seed },
         )?),
         (None, DatasetSpec::Realiad { root, .. }) => {
             use RealIadSplit::*;

@@ -3,13 +3,7 @@
 
 use super::run::ResultRow;
 use anyhow::Context;
-use std::collections::BTreeSet;
 use std::path::Path;
-
-/// Keys of the rows already in the log at `path` (empty when there is none).
-pub(crate) fn read_log(path: &Path) -> anyhow::Result<BTreeSet<String>> {
-    Ok(read_rows(path)?.iter().map(ResultRow::key).collect())
-}
 
 /// Every row of the log at `path`, in file order (empty when there is none).
 pub(crate) fn read_rows(path: &Path) -> anyhow::Result<Vec<ResultRow>> {

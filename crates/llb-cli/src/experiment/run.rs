@@ -2,7 +2,7 @@
 //! manifest, with per-row resume, written as one JSON file of result rows.
 
 use super::dataset::{contaminated, load_clean};
-use super::log::{append_log, read_log, read_rows};
+use super::log::{append_log, read_rows};
 use super::manifest::Manifest;
 use crate::pipeline::{
     Extracted, FitSettings, OnBadImage, RunContext, evaluate, fit_final, groups_of, model_dir,
@@ -36,13 +36,18 @@ pub(crate) struct ExperimentArgs {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ResultRow {
+    /// SHA-256 of everything that determines the row's numbers (data set, category, α, seed,
+    /// pixel grid, full settings): the resume key. Labels are not part of it.
+    pub(crate) key: String,
     /// Category.
     pub(crate) category: String,
     /// α asked for.
     pub(crate) contamination_ratio: f64,
     /// α achieved (fewer anomalies than asked when the data set runs out).
     pub(crate) achieved_ratio: f64,
-    /// `<detector>` (baseline) or `<detector>+llb(<selection rule>)` (purified).
+    /// The replicate: contamination draw and every seed of the settings.
+    pub(crate) seed: u64,
+    /// `<backbone>` (baseline) or `<backbone>+llb(<selection rule>)` (purified).
     pub(crate) method: String,
     /// The varied factor, for ablation rows.
     pub(crate) ablation: Option<String>,
@@ -74,20 +79,26 @@ pub(crate) struct ResultRow {
     pub(crate) pixel_resolution_px: usize,
     /// Purity of the kept set, for purified rows.
     pub(crate) purity: Option<PurityReport>,
+    /// How well the fused stage-1 scores rank the training set against its hidden labels, for
+    /// purified rows on contaminated training sets.
+    pub(crate) screening: Option<ScreeningQuality>,
     /// Wall-clock seconds of stage 1 + stage 2 (features excluded: they are cached and shared).
     pub(crate) fit_seconds: f64,
 }
 
-impl ResultRow {
-    pub(crate) fn key(&self) -> String {
-        format!(
-            "{}|{}|{}|{}",
-            self.category,
-            self.contamination_ratio,
-            self.method,
-            self.ablation.as_deref().unwrap_or("")
-        )
-    }
+/// Screening quality: the fused stage-1 scores of the training images as a detector of the
+/// hidden anomalous ones.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ScreeningQuality {
+    /// AUROC of the fused scores against the hidden labels.
+    pub(crate) auroc: f64,
+    /// Average precision of the same.
+    pub(crate) ap: f64,
+    /// 10th, 50th and 90th percentiles of the fused scores of the normal training images.
+    pub(crate) normal_quantiles: [f64; 3],
+    /// The same percentiles for the anomalous training images.
+    pub(crate) anomalous_quantiles: [f64; 3],
 }
 
 /// Everything a table is rendered from.
@@ -96,8 +107,16 @@ impl ResultRow {
 pub(crate) struct Results {
     /// The manifest that produced the rows.
     pub(crate) manifest: Manifest,
-    /// One row per (category, α, method, ablation).
+    /// One row per (category, α, seed, method, ablation), in the manifest's order.
     pub(crate) rows: Vec<ResultRow>,
+}
+
+/// One planned row: labels and settings.
+struct Planned {
+    method: String,
+    ablation: Option<String>,
+    settings: FitSettings,
+    backbone: usize,
 }
 
 /// Runs `llb experiment`.
@@ -107,133 +126,168 @@ pub(crate) fn run(args: &ExperimentArgs, device: &Device) -> anyhow::Result<()> 
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
     let log_path = args.out.join(format!("{}.rows.jsonl", manifest.name));
-    let mut done = read_log(&log_path)?;
+    let mut done: BTreeMap<String, ResultRow> =
+        read_rows(&log_path)?.into_iter().map(|r| (r.key.clone(), r)).collect();
     let started = Instant::now();
     let resume = ctx.assets.root().join("stage1");
     let extractors = manifest
         .backbones
         .iter()
-        .map(|b| ctx.extractor(&b.encoder))
+        .map(|b| ctx.extractor(&b.settings.encoder))
         .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut rows = Vec::new();
+    let mut computed = 0usize;
     for category in manifest.dataset.categories() {
         let _span = tracing::info_span!("category", category = %category).entered();
         let clean = load_clean(&manifest.dataset, &category, &ctx)?;
-        for &ratio in &manifest.contamination_ratios {
-            let _span = tracing::info_span!("alpha", alpha = ratio).entered();
-            let data = contaminated(&manifest, clean.as_ref(), &category, ratio)?;
-            for (b, (backbone, extractor)) in manifest.backbones.iter().zip(&extractors).enumerate()
-            {
-                let cache_key = format!(
-                    "{}|{}",
-                    serde_json::to_string(&backbone.detector)?,
-                    serde_json::to_string(extractor.key())?
-                );
+        for &seed in &manifest.seeds {
+            for &ratio in &manifest.contamination_ratios {
+                let _span = tracing::info_span!("cell", alpha = ratio, seed).entered();
+                let data = contaminated(&manifest, clean.as_ref(), &category, ratio, seed)?;
                 let all: Vec<Sample> = data.train.iter().chain(&data.test).cloned().collect();
-                let features = extractor.extract(&all, OnBadImage::Skip)?;
-                let train_ids: Vec<_> = data.train.iter().map(|s| s.id.clone()).collect();
-                let test_ids: Vec<_> = data.test.iter().map(|s| s.id.clone()).collect();
-                let train = features.subset(&train_ids)?;
-                let test = features.subset(&test_ids)?;
-                let groups = groups_of(&data.train, &train.ids);
-                let name = backbone.detector.short_name();
-                let purified = method_name(backbone);
-                let mut runs: Vec<(String, Option<String>, FitSettings)> = vec![
-                    (name, None, FitSettings { purify: None, ..backbone.clone() }),
-                    (purified.clone(), None, backbone.clone()),
-                ];
-                if b == 0 && manifest.ablation_ratios.contains(&ratio) {
-                    for ablation in &manifest.ablations {
-                        for (label, settings) in ablation.variants(backbone) {
-                            runs.push((purified.clone(), Some(label), settings));
-                        }
-                    }
-                }
-                for (method, ablation, settings) in runs {
-                    let probe = RunKey {
-                        category: &category,
-                        ratio,
-                        method: &method,
-                        ablation: ablation.as_deref(),
-                    };
-                    if done.contains(&probe.to_string()) {
+                let mut features = BTreeMap::new();
+                for planned in plan(&manifest, ratio, seed) {
+                    let cell = Cell { manifest: &manifest, category: &category, ratio, seed };
+                    let key = cell.key(&planned.settings)?;
+                    if let Some(row) = done.get(&key) {
+                        rows.push(ResultRow {
+                            method: planned.method,
+                            ablation: planned.ablation,
+                            ..row.clone()
+                        });
                         continue;
                     }
-                    let fit_started = Instant::now();
-                    let screening = screen(&train, &groups, &settings, &cache_key, Some(&resume))?;
-                    let fitted = fit_final(&train, &settings, screening)?;
-                    let fit_seconds = fit_started.elapsed().as_secs_f64();
-                    let evaluation = evaluate(
-                        &fitted.model,
-                        settings.test_score,
-                        &test,
-                        &data.test,
-                        extractor.preprocess(),
-                        manifest.pixel_eval_px,
-                    )?;
-                    let row = result_row(
-                        &data,
-                        &category,
-                        ratio,
-                        method,
-                        ablation,
-                        &train,
-                        &fitted,
-                        &evaluation,
-                        fit_seconds,
-                    )?;
-                    tracing::info!(method = %row.method, ablation = ?row.ablation, i_auroc = row.i_auroc,
-                        p_aupro = ?row.p_aupro, fit_seconds, "row done");
+                    let b = planned.backbone;
+                    if let std::collections::btree_map::Entry::Vacant(slot) = features.entry(b) {
+                        slot.insert(extractors[b].extract(&all, OnBadImage::Skip)?);
+                    }
+                    let extracted = &features[&b];
+                    let row =
+                        run_one(&cell, &data, extracted, &extractors[b], planned, key, &resume)?;
+                    tracing::info!(method = %row.method, ablation = ?row.ablation, seed, i_auroc = row.i_auroc,
+                        screening_auroc = ?row.screening.as_ref().map(|s| s.auroc), fit_seconds = row.fit_seconds, "row done");
                     append_log(&log_path, &row)?;
-                    done.insert(row.key());
+                    computed += 1;
+                    done.insert(row.key.clone(), row.clone());
+                    rows.push(row);
                 }
             }
         }
     }
-    let rows = read_rows(&log_path)?;
     let results = Results { manifest: manifest.clone(), rows };
     model_dir::write_json(&args.out.join(format!("{}.json", manifest.name)), &results)?;
     println!(
         "{}",
         serde_json::json!({"results": args.out.join(format!("{}.json", manifest.name)), "rows": results.rows.len(),
-            "seconds": started.elapsed().as_secs_f64()})
+            "computed": computed, "seconds": started.elapsed().as_secs_f64()})
     );
     Ok(())
 }
 
-/// `<detector>+llb(<selection rule>)`: the purified method's column name. Backbones that differ
-/// only in their stage-1 rules share one baseline row.
-fn method_name(backbone: &FitSettings) -> String {
-    let selection = backbone.purify.as_ref().map_or("", |p| p.selection.as_str());
-    format!("{}+llb({selection})", backbone.detector.short_name())
+/// The rows of one (α, seed) cell: every backbone's baseline and purified settings, and the
+/// ablations of the first backbone at the ablation ratios, all with `seed`'s seeds.
+fn plan(manifest: &Manifest, ratio: f64, seed: u64) -> Vec<Planned> {
+    let mut planned = Vec::new();
+    for (b, backbone) in manifest.backbones.iter().enumerate() {
+        let settings = backbone.settings.with_seed(seed);
+        let purified = method_name(&backbone.name, &settings);
+        planned.push(Planned {
+            method: backbone.name.clone(),
+            ablation: None,
+            settings: FitSettings { purify: None, ..settings.clone() },
+            backbone: b,
+        });
+        planned.push(Planned {
+            method: purified.clone(),
+            ablation: None,
+            settings: settings.clone(),
+            backbone: b,
+        });
+        if b == 0 && manifest.ablation_ratios.contains(&ratio) {
+            for ablation in &manifest.ablations {
+                for (label, varied) in ablation.variants(&backbone.settings) {
+                    planned.push(Planned {
+                        method: purified.clone(),
+                        ablation: Some(label),
+                        settings: varied.with_seed(seed),
+                        backbone: b,
+                    });
+                }
+            }
+        }
+    }
+    planned
 }
 
-struct RunKey<'a> {
+/// One (category, α, seed) cell of the grid.
+struct Cell<'a> {
+    manifest: &'a Manifest,
     category: &'a str,
     ratio: f64,
-    method: &'a str,
-    ablation: Option<&'a str>,
+    seed: u64,
 }
 
-impl std::fmt::Display for RunKey<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{}|{}|{}|{}",
-            self.category,
-            self.ratio,
-            self.method,
-            self.ablation.unwrap_or("")
-        )
+impl Cell<'_> {
+    /// The resume key of `settings` in this cell: SHA-256 of the canonical JSON of everything
+    /// that determines the numbers.
+    fn key(&self, settings: &FitSettings) -> anyhow::Result<String> {
+        let description = serde_json::json!({
+            "row_format": 2,
+            "dataset": self.manifest.dataset,
+            "category": self.category,
+            "contamination_ratio": self.ratio,
+            "seed": self.seed,
+            "pixel_eval_px": self.manifest.pixel_eval_px,
+            "settings": settings,
+        });
+        Ok(llb_features::sha256_hex(serde_json::to_string(&description)?.as_bytes()))
     }
+}
+
+/// Fits, evaluates and describes one planned row.
+fn run_one(
+    cell: &Cell<'_>,
+    data: &Dataset,
+    features: &Extracted,
+    extractor: &crate::pipeline::Extractor,
+    planned: Planned,
+    key: String,
+    resume: &std::path::Path,
+) -> anyhow::Result<ResultRow> {
+    let train_ids: Vec<_> = data.train.iter().map(|s| s.id.clone()).collect();
+    let test_ids: Vec<_> = data.test.iter().map(|s| s.id.clone()).collect();
+    let train = features.subset(&train_ids)?;
+    let test = features.subset(&test_ids)?;
+    let groups = groups_of(&data.train, &train.ids);
+    let settings = &planned.settings;
+    let encoder_key = serde_json::to_string(extractor.key())?;
+    let fit_started = Instant::now();
+    let screening = screen(&train, &groups, settings, &encoder_key, Some(resume))?;
+    let fitted = fit_final(&train, settings, screening)?;
+    let fit_seconds = fit_started.elapsed().as_secs_f64();
+    let evaluation = evaluate(
+        &fitted.model,
+        settings.test_score,
+        &test,
+        &data.test,
+        extractor.preprocess(),
+        cell.manifest.pixel_eval_px,
+    )?;
+    result_row(cell, data, planned, key, &train, &fitted, &evaluation, fit_seconds)
+}
+
+/// `<backbone>+llb(<selection rule>)`: the purified method's column name.
+fn method_name(backbone: &str, settings: &FitSettings) -> String {
+    let selection = settings.purify.as_ref().map_or("", |p| p.selection.as_str());
+    format!("{backbone}+llb({selection})")
 }
 
 #[allow(clippy::too_many_arguments, reason = "one row gathers every piece of one run")]
 fn result_row(
+    cell: &Cell<'_>,
     data: &Dataset,
-    category: &str,
-    ratio: f64,
-    method: String,
-    ablation: Option<String>,
+    planned: Planned,
+    key: String,
     train: &Extracted,
     fitted: &crate::pipeline::TwoStage,
     evaluation: &crate::pipeline::Evaluation,
@@ -243,19 +297,26 @@ fn result_row(
         data.train.iter().filter_map(|s| s.label.map(|l| (s.id.clone(), l))).collect();
     let anomalous: BTreeSet<_> =
         labels.iter().filter(|(_, l)| l.is_anomalous()).map(|(id, _)| id).collect();
+    let labelled = labels.len() == data.train.len();
     let purity = match &fitted.screening {
-        Some(s) if labels.len() == data.train.len() => {
-            Some(PurityReport::new(&s.purification.selection, &labels)?)
+        Some(s) if labelled => Some(PurityReport::new(&s.purification.selection, &labels)?),
+        _ => None,
+    };
+    let screening = match &fitted.screening {
+        Some(s) if labelled && !anomalous.is_empty() && anomalous.len() < labels.len() => {
+            Some(screening_quality(&s.purification.fused, &anomalous)?)
         }
         _ => None,
     };
     let pixel = evaluation.pixel.as_ref();
     Ok(ResultRow {
-        category: category.to_owned(),
-        contamination_ratio: ratio,
-        achieved_ratio: data.contamination.as_ref().map_or(ratio, |c| c.achieved_ratio),
-        method,
-        ablation,
+        key,
+        category: cell.category.to_owned(),
+        contamination_ratio: cell.ratio,
+        achieved_ratio: data.contamination.as_ref().map_or(cell.ratio, |c| c.achieved_ratio),
+        seed: cell.seed,
+        method: planned.method,
+        ablation: planned.ablation,
         n_train: train.ids.len(),
         n_train_anomalous: train.ids.iter().filter(|id| anomalous.contains(id)).count(),
         n_kept: fitted.kept.len(),
@@ -270,6 +331,33 @@ fn result_row(
         p_aupro: pixel.map(|p| p.aupro),
         pixel_resolution_px: evaluation.pixel_resolution_px,
         purity,
+        screening,
         fit_seconds,
+    })
+}
+
+/// AUROC, AP and percentiles of the fused scores against the hidden labels.
+fn screening_quality(
+    fused: &llb_purify::FusedScores,
+    anomalous: &BTreeSet<&llb_types::SampleId>,
+) -> anyhow::Result<ScreeningQuality> {
+    let (scores, labels): (Vec<f32>, Vec<bool>) =
+        fused.iter().map(|(id, s)| (s, anomalous.contains(id))).unzip();
+    let metrics = llb_metrics::ImageMetrics::exact(&scores, &labels)?;
+    let quantiles = |want: bool| {
+        let mut v: Vec<f64> = scores
+            .iter()
+            .zip(&labels)
+            .filter(|(_, l)| **l == want)
+            .map(|(s, _)| f64::from(*s))
+            .collect();
+        v.sort_by(f64::total_cmp);
+        [0.1, 0.5, 0.9].map(|q| v[((q * (v.len() - 1) as f64).round() as usize).min(v.len() - 1)])
+    };
+    Ok(ScreeningQuality {
+        auroc: metrics.auroc,
+        ap: metrics.ap,
+        normal_quantiles: quantiles(false),
+        anomalous_quantiles: quantiles(true),
     })
 }

@@ -6,6 +6,7 @@ use llb_detect::{
     Detector, DinomalyConfig, DinomalyModel, Fit, ModelCard, PatchCore, PatchCoreConfig, SoftPatch,
     SoftPatchConfig,
 };
+use llb_types::SampleId;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -63,23 +64,25 @@ pub(crate) enum FittedDetector {
 impl Fit for DetectorSettings {
     type Model = FittedDetector;
 
-    fn fit(&self, layers: &[Tensor]) -> llb_detect::Result<FittedDetector> {
+    fn fit(&self, ids: &[SampleId], layers: &[Tensor]) -> llb_detect::Result<FittedDetector> {
         Ok(match self {
-            DetectorSettings::Patchcore(config) => FittedDetector::Patchcore(config.fit(layers)?),
-            DetectorSettings::Softpatch(config) => FittedDetector::Softpatch(config.fit(layers)?),
-            DetectorSettings::Dinomaly(config) => FittedDetector::Dinomaly(config.fit(layers)?),
+            DetectorSettings::Patchcore(c) => FittedDetector::Patchcore(c.fit(ids, layers)?),
+            DetectorSettings::Softpatch(c) => FittedDetector::Softpatch(c.fit(ids, layers)?),
+            DetectorSettings::Dinomaly(c) => FittedDetector::Dinomaly(c.fit(ids, layers)?),
         })
     }
 }
 
 impl DetectorSettings {
-    /// The detector's name in result tables, e.g. `patchcore`.
-    pub(crate) fn short_name(&self) -> String {
-        match self {
-            DetectorSettings::Patchcore(_) => "patchcore".into(),
-            DetectorSettings::Softpatch(_) => "softpatch".into(),
-            DetectorSettings::Dinomaly(_) => "dinomaly".into(),
+    /// The same detector with every random choice seeded by `seed`.
+    pub(crate) fn with_seed(&self, seed: u64) -> Self {
+        let mut out = self.clone();
+        match &mut out {
+            DetectorSettings::Patchcore(c) => c.seed = seed,
+            DetectorSettings::Softpatch(c) => c.seed = seed,
+            DetectorSettings::Dinomaly(c) => c.seed = seed,
         }
+        out
     }
 }
 

@@ -23,6 +23,8 @@ pub(crate) enum OnBadImage {
 pub(crate) struct Extracted {
     /// Ids of the extracted samples, in input order (failures removed).
     pub(crate) ids: Vec<SampleId>,
+    /// SHA-256 (hex) of each extracted sample's image file, in the order of `ids`.
+    pub(crate) content_sha256: Vec<String>,
     /// One tensor `[N, C, h, w]` per encoder layer, rows in the order of `ids`.
     pub(crate) layers: Vec<Tensor>,
     /// Samples skipped, with the reason (which names the file).
@@ -41,8 +43,11 @@ impl Extracted {
             "none of the {} requested samples has features",
             wanted.len()
         );
+        let content_sha256 =
+            rows.iter().map(|&r| self.content_sha256[r as usize].clone()).collect();
         Ok(Extracted {
             ids,
+            content_sha256,
             layers: llb_submodel::select_rows(&self.layers, &rows)?,
             failures: Vec::new(),
         })
@@ -195,10 +200,12 @@ impl Extractor {
             tracing::debug!(n = prepared.items.len(), "encoded batch");
         }
         let mut ids = Vec::new();
+        let mut content_sha256 = Vec::new();
         let mut rows: Vec<Vec<Tensor>> = Vec::new();
-        for (sample, layers) in samples.iter().zip(per_sample) {
-            if let Some(layers) = layers {
+        for ((sample, layers), item) in samples.iter().zip(per_sample).zip(items) {
+            if let (Some(layers), Some(item)) = (layers, item) {
                 ids.push(sample.id.clone());
+                content_sha256.push(item.content_sha256);
                 rows.push(layers);
             }
         }
@@ -210,7 +217,7 @@ impl Extractor {
         if let Some(aggregator) = &self.aggregation {
             layers = vec![aggregator.forward(&layers)?];
         }
-        Ok(Extracted { ids, layers, failures })
+        Ok(Extracted { ids, content_sha256, layers, failures })
     }
 }
 

@@ -10,10 +10,10 @@ mod settings;
 mod source;
 mod twostage;
 
-pub(crate) use backbone::FittedDetector;
+pub(crate) use backbone::{DetectorSettings, FittedDetector};
 pub(crate) use context::RunContext;
 pub(crate) use evaluate::{Evaluation, evaluate, for_each_scored};
-pub(crate) use extract::{Extracted, OnBadImage};
+pub(crate) use extract::{Extracted, Extractor, OnBadImage};
 pub(crate) use model_dir::ModelCard;
 pub(crate) use settings::ModelArgs;
 pub(crate) use source::{DataArgs, groups_of};

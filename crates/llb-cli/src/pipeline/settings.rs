@@ -103,8 +103,10 @@ impl ModelArgs {
                 screening_score: ImageScoreRule::TopMean { fraction: 0.01 },
                 batch_size: 16,
             },
+            submodel: None,
             fusion: self.fusion.clone(),
             selection: self.selection.clone(),
+            rounds: 1,
         });
         // PatchCore-style detectors merge CNN grids with the patch aggregation; Dinomaly
         // reconstructs the blocks as they are.

@@ -6,23 +6,55 @@ use super::extract::Extracted;
 use anyhow::Context;
 use llb_detect::{Detector, Fit, ImageScoreRule};
 use llb_purify::{AggregatorRegistry, Purification, ScoreTable, SelectorRegistry};
-use llb_submodel::{MapObserver, Stage1Config, TrainingSet, run_stage1_observed, select_rows};
+use llb_submodel::{MapObserver, Stage1Config, TrainingSet, run_stage1_observed};
 use llb_types::{GroupId, SampleId};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
-/// Stage-1 settings: the sub-models' partition and score, and the fusion and selection rules.
+/// Stage-1 settings: the sub-models' detector, partition and score, and the fusion and selection
+/// rules.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct PurifySettings {
     /// K, seed, partition mode and screening score.
     pub(crate) stage1: Stage1Config,
+    /// The detector fitted on each subset; `None` uses the final detector (the paper's choice).
+    /// The framework wraps any detector, and the best screener need not be the best final model.
+    #[serde(default)]
+    pub(crate) submodel: Option<DetectorSettings>,
     /// Fusion rule, e.g. `mean` or `trimmed-mean(0.1)` (see `llb_purify::BuiltinAggregator`).
     pub(crate) fusion: String,
     /// Selection rule, e.g. `keep-fraction(0.8)` or `mad(3.5)`.
     pub(crate) selection: String,
+    /// Screening rounds, at least 1: round r + 1 refits every sub-model on its block minus the
+    /// images round r dropped, scores every image again and selects again; the last round's
+    /// selection is the result. Absent in files written before it existed: 1 (the paper).
+    #[serde(default = "one_round")]
+    pub(crate) rounds: usize,
+}
+
+fn one_round() -> usize {
+    1
+}
+
+impl PurifySettings {
+    /// Resolves the fusion and selection rules through the built-in registries and checks the
+    /// round count, so that a typo fails before any image is read.
+    ///
+    /// # Errors
+    /// An unknown or malformed rule (the message lists the known names), or `rounds = 0`.
+    pub(crate) fn check_rules(&self) -> anyhow::Result<()> {
+        AggregatorRegistry::with_builtins()
+            .build(&self.fusion)
+            .with_context(|| format!("fusion rule `{}`", self.fusion))?;
+        SelectorRegistry::with_builtins()
+            .build(&self.selection)
+            .with_context(|| format!("selection rule `{}`", self.selection))?;
+        anyhow::ensure!(self.rounds >= 1, "rounds = 0: stage 1 needs at least one round");
+        Ok(())
+    }
 }
 
 /// Everything `llb fit` decides, saved next to the model so that a run can be repeated.
@@ -39,6 +71,21 @@ pub(crate) struct FitSettings {
     pub(crate) test_score: ImageScoreRule,
     /// Seed of the split used to calibrate the decision threshold.
     pub(crate) calibration_seed: u64,
+}
+
+impl FitSettings {
+    /// The same settings with every seed (detector, sub-model, partition, calibration) set to
+    /// `seed`: one replicate of an experiment.
+    pub(crate) fn with_seed(&self, seed: u64) -> Self {
+        let mut out = self.clone();
+        out.detector = self.detector.with_seed(seed);
+        out.calibration_seed = seed;
+        if let Some(purify) = out.purify.as_mut() {
+            purify.stage1.partition.seed = seed;
+            purify.submodel = purify.submodel.as_ref().map(|d| d.with_seed(seed));
+        }
+        out
+    }
 }
 
 /// Stage-1 results.
@@ -77,25 +124,45 @@ pub(crate) fn screen_observed(
     settings: &FitSettings,
     cache_key: &str,
     resume_dir: Option<&Path>,
-    maps: Option<&mut dyn MapObserver>,
+    mut maps: Option<&mut dyn MapObserver>,
 ) -> anyhow::Result<Option<Screening>> {
     let Some(purify) = &settings.purify else { return Ok(None) };
     let size = settings.encoder.image_size_px as usize;
-    let set =
-        TrainingSet { ids: &train.ids, groups, layers: &train.layers, image_size_px: (size, size) };
-    let out =
-        run_stage1_observed(&settings.detector, &set, &purify.stage1, cache_key, resume_dir, maps)
-            .context("stage 1 (sub-models)")?;
+    let submodel = purify.submodel.as_ref().unwrap_or(&settings.detector);
+    let cache_key = format!("{}|{cache_key}", serde_json::to_string(submodel)?);
     let aggregator = AggregatorRegistry::with_builtins().build(&purify.fusion)?;
     let selector = SelectorRegistry::with_builtins().build(&purify.selection)?;
-    let purification = llb_purify::purify(&out.table, aggregator.as_ref(), selector.as_ref())?;
-    tracing::info!(
-        kept = purification.selection.kept.len(),
-        dropped = purification.selection.dropped.len(),
-        cut = purification.selection.cut,
-        "stage 1 selection"
-    );
-    Ok(Some(Screening { table: out.table, purification }))
+    let mut fit_mask: Option<Vec<bool>> = None;
+    let mut screening = None;
+    for round in 0..purify.rounds.max(1) {
+        let _span = tracing::info_span!("screening_round", round).entered();
+        let set = TrainingSet {
+            ids: &train.ids,
+            content_sha256: &train.content_sha256,
+            groups,
+            fit_mask: fit_mask.as_deref(),
+            layers: &train.layers,
+            image_size_px: (size, size),
+        };
+        // The maps shown for review are the last round's.
+        let observer = if round + 1 == purify.rounds.max(1) { maps.take() } else { None };
+        let out =
+            run_stage1_observed(submodel, &set, &purify.stage1, &cache_key, resume_dir, observer)
+                .context("stage 1 (sub-models)")?;
+        let purification = llb_purify::purify(&out.table, aggregator.as_ref(), selector.as_ref())?;
+        tracing::info!(
+            round,
+            kept = purification.selection.kept.len(),
+            dropped = purification.selection.dropped.len(),
+            cut = purification.selection.cut,
+            "stage 1 selection"
+        );
+        let kept: std::collections::BTreeSet<&SampleId> =
+            purification.selection.kept.iter().collect();
+        fit_mask = Some(train.ids.iter().map(|id| kept.contains(id)).collect());
+        screening = Some(Screening { table: out.table, purification });
+    }
+    Ok(screening)
 }
 
 /// Stage 2: the final detector on the kept ids (all ids without screening).
@@ -109,19 +176,10 @@ pub(crate) fn fit_final(
         None => train.ids.clone(),
     };
     let _span = tracing::info_span!("stage2", n_fit = kept.len()).entered();
-    let kept_rows = rows_of(&train.ids, &kept);
-    let model = settings
-        .detector
-        .fit(&select_rows(&train.layers, &kept_rows)?)
-        .context("stage 2 (final model)")?;
+    let subset = train.subset(&kept)?;
+    let model =
+        settings.detector.fit(&subset.ids, &subset.layers).context("stage 2 (final model)")?;
     Ok(TwoStage { model, screening, kept })
-}
-
-/// Row indices of `wanted` in `ids`.
-pub(crate) fn rows_of(ids: &[SampleId], wanted: &[SampleId]) -> Vec<u32> {
-    let index: std::collections::BTreeMap<&SampleId, u32> =
-        ids.iter().enumerate().map(|(i, id)| (id, i as u32)).collect();
-    wanted.iter().map(|id| index[id]).collect()
 }
 
 /// An unsupervised threshold: a detector fitted on a seeded half of the kept images scores the
@@ -136,18 +194,17 @@ pub(crate) fn calibrate_threshold(
 ) -> anyhow::Result<f32> {
     let _span = tracing::info_span!("calibrate_threshold", n_kept = kept.len()).entered();
     let size = settings.encoder.image_size_px as usize;
-    let mut rows = rows_of(&train.ids, kept);
-    rows.sort_unstable();
+    let mut ids = kept.to_vec();
+    ids.sort();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(settings.calibration_seed);
-    rows.shuffle(&mut rng);
-    let (fit_rows, held_out) =
-        if rows.len() >= 4 { rows.split_at(rows.len() / 2) } else { (&rows[..], &rows[..]) };
-    let model = settings
-        .detector
-        .fit(&select_rows(&train.layers, fit_rows)?)
-        .context("threshold calibration fit")?;
+    ids.shuffle(&mut rng);
+    let (fit_ids, held_out) =
+        if ids.len() >= 4 { ids.split_at(ids.len() / 2) } else { (&ids[..], &ids[..]) };
+    let fit_on = train.subset(fit_ids)?;
+    let model =
+        settings.detector.fit(&fit_on.ids, &fit_on.layers).context("threshold calibration fit")?;
     let scores = model
-        .score(&select_rows(&train.layers, held_out)?, (size, size), settings.test_score)?
+        .score(&train.subset(held_out)?.layers, (size, size), settings.test_score)?
         .image_scores;
     Ok(robust_upper_fence(&scores))
 }

@@ -11,6 +11,10 @@ mod pipeline;
 // the `--realiad` route of `cargo xtask reproduce`, with group-aware stage 1.
 mod realiad;
 
+// Results follow the set of images and the full settings: keep-everything purification equals
+// the plain fit bit for bit, and experiment rows are reused exactly when their settings match.
+mod order;
+
 // `--device`: cpu works, malformed values and CUDA in a CPU-only build are input errors.
 mod device;
 

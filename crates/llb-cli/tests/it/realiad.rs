@@ -74,8 +74,9 @@ fn experiment_runs_on_realiad_fuiad_splits_with_group_aware_purification() {
     let manifest = serde_json::json!({
         "name": "realiad-fixture",
         "dataset": {"kind": "realiad", "root": root, "categories": [CATEGORY]},
-        "contamination_ratios": [0.0, 0.2], "contamination_seed": 0,
-        "backbones": [backbone], "ablation_ratios": [], "ablations": []
+        "contamination_ratios": [0.0, 0.2], "seeds": [0],
+        "backbones": [{"name": "patchcore", "settings": backbone}],
+        "ablation_ratios": [], "ablations": []
     });
     let manifest_path = dir.path().join("manifest.json");
     std::fs::write(&manifest_path, manifest.to_string()).unwrap();

@@ -9,8 +9,6 @@ use rand_chacha::ChaCha8Rng;
 pub(crate) enum Purpose {
     /// Weight initialisation (index 0).
     Init = 1,
-    /// The image order of one epoch (index = epoch).
-    Shuffle = 2,
     /// The dropout masks of one iteration (index = iteration).
     Dropout = 3,
 }
@@ -48,7 +46,7 @@ mod tests {
         let a: u64 = stream(7, Purpose::Dropout, 3).random();
         let b: u64 = stream(7, Purpose::Dropout, 3).random();
         let c: u64 = stream(7, Purpose::Dropout, 4).random();
-        let d: u64 = stream(7, Purpose::Shuffle, 3).random();
+        let d: u64 = stream(7, Purpose::Init, 3).random();
         let e: u64 = stream(8, Purpose::Dropout, 3).random();
         assert_eq!(a, b);
         assert!(a != c && a != d && a != e);

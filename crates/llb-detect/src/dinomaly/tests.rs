@@ -5,7 +5,8 @@ use candle_core::{Device, Tensor};
 
 use super::rng::{self, Purpose};
 use super::*;
-use crate::{Detector, Error, Fit, Result};
+use crate::order::{FitRows, row_ids};
+use crate::{Detector, Error, Result};
 
 const C: usize = 16;
 const SIDE: usize = 4;
@@ -134,7 +135,7 @@ fn schedules_follow_the_official_formulas() {
 #[test]
 fn loss_decreases_on_a_learnable_set() -> Result<()> {
     let layers = features(12, 1, false)?;
-    let mut trainer = DinomalyTrainer::new(&tiny(80), &layers)?;
+    let mut trainer = DinomalyTrainer::new(&tiny(80), &row_ids(layers[0].dim(0)?), &layers)?;
     let losses = trainer.train_until(80)?;
     let first: f32 = losses[..10].iter().sum::<f32>() / 10.0;
     let last: f32 = losses[70..].iter().sum::<f32>() / 10.0;
@@ -144,7 +145,7 @@ fn loss_decreases_on_a_learnable_set() -> Result<()> {
 
 #[test]
 fn planted_defect_scores_higher_than_clean_images() -> Result<()> {
-    let model = tiny(80).fit(&features(12, 1, false)?)?;
+    let model = tiny(80).fit_rows(&features(12, 1, false)?)?;
     let test = features(4, 2, true)?;
     let maps = model.anomaly_maps(&test, (16, 16))?;
     assert_eq!(maps.dims(), [4, 16, 16]);
@@ -176,16 +177,16 @@ fn resumed_training_equals_uninterrupted_training() -> Result<()> {
 fn check_resume(config: &DinomalyConfig) -> Result<()> {
     let config = config.clone();
     let layers = features(6, 3, false)?;
-    let mut straight = DinomalyTrainer::new(&config, &layers)?;
+    let mut straight = DinomalyTrainer::new(&config, &row_ids(layers[0].dim(0)?), &layers)?;
     let straight_losses = straight.train_until(9)?;
 
     let dir = tempfile::tempdir().map_err(|source| Error::Io { path: "tempdir".into(), source })?;
     let path = dir.path().join("ckpt.safetensors");
-    let mut first = DinomalyTrainer::new(&config, &layers)?;
+    let mut first = DinomalyTrainer::new(&config, &row_ids(layers[0].dim(0)?), &layers)?;
     // Checkpoints land at iterations 3 and 4; the resume starts from the last one.
     let mut losses = first.train_until_with_checkpoints(4, &path, 3)?;
     drop(first);
-    let mut second = DinomalyTrainer::resume(&config, &layers, &path)?;
+    let mut second = DinomalyTrainer::resume(&config, &row_ids(layers[0].dim(0)?), &layers, &path)?;
     assert_eq!(second.iteration(), 4);
     losses.extend(second.train_until(9)?);
     assert_eq!(losses, straight_losses);
@@ -200,10 +201,13 @@ fn check_resume(config: &DinomalyConfig) -> Result<()> {
     // A checkpoint refuses another configuration or other features.
     let mut other = config.clone();
     other.seed += 1;
-    assert!(matches!(DinomalyTrainer::resume(&other, &layers, &path), Err(Error::BadModel { .. })));
+    assert!(matches!(
+        DinomalyTrainer::resume(&other, &row_ids(layers[0].dim(0)?), &layers, &path),
+        Err(Error::BadModel { .. })
+    ));
     let other_layers = features(6, 4, false)?;
     assert!(matches!(
-        DinomalyTrainer::resume(&config, &other_layers, &path),
+        DinomalyTrainer::resume(&config, &row_ids(other_layers[0].dim(0)?), &other_layers, &path),
         Err(Error::BadModel { .. })
     ));
     Ok(())
@@ -226,7 +230,7 @@ fn card() -> crate::ModelCard {
 
 #[test]
 fn saved_model_scores_bit_identically() -> Result<()> {
-    let model = tiny(5).fit(&features(5, 5, false)?)?;
+    let model = tiny(5).fit_rows(&features(5, 5, false)?)?;
     let dir = tempfile::tempdir().map_err(|source| Error::Io { path: "tempdir".into(), source })?;
     let path = dir.path().join("model");
     model.save(&path, &card())?;
@@ -260,12 +264,12 @@ fn constant_inputs_and_a_single_image_give_finite_maps() -> Result<()> {
         let layers: Vec<Tensor> = (0..LAYERS)
             .map(|_| Tensor::full(value, (3, C, SIDE, SIDE), &Device::Cpu))
             .collect::<Result<_, _>>()?;
-        let model = tiny(4).fit(&layers)?;
+        let model = tiny(4).fit_rows(&layers)?;
         let maps = model.anomaly_maps(&layers, (8, 8))?;
         assert!(all_finite(&maps)?, "constant {value}");
     }
     let one = features(1, 7, false)?;
-    let model = tiny(4).fit(&one)?;
+    let model = tiny(4).fit_rows(&one)?;
     let maps = model.anomaly_maps(&features(2, 8, true)?, (8, 8))?;
     assert!(all_finite(&maps)?);
     Ok(())
@@ -274,25 +278,25 @@ fn constant_inputs_and_a_single_image_give_finite_maps() -> Result<()> {
 #[test]
 fn bad_features_are_typed_errors() -> Result<()> {
     let config = tiny(2);
-    assert!(matches!(config.fit(&[]), Err(Error::Empty { .. })));
+    assert!(matches!(config.fit_rows(&[]), Err(Error::Empty { .. })));
     let mut layers = features(3, 1, false)?;
     layers.pop();
-    assert!(matches!(config.fit(&layers), Err(Error::Shape { .. })));
+    assert!(matches!(config.fit_rows(&layers), Err(Error::Shape { .. })));
     let mut layers = features(3, 1, false)?;
     layers[1] = Tensor::zeros((3, C, SIDE, SIDE + 1), candle_core::DType::F32, &Device::Cpu)?;
-    assert!(matches!(config.fit(&layers), Err(Error::Shape { .. })));
+    assert!(matches!(config.fit_rows(&layers), Err(Error::Shape { .. })));
     let mut layers = features(3, 1, false)?;
     layers[2] = Tensor::full(f32::NAN, (3, C, SIDE, SIDE), &Device::Cpu)?;
-    assert!(matches!(config.fit(&layers), Err(Error::NonFinite { .. })));
+    assert!(matches!(config.fit_rows(&layers), Err(Error::NonFinite { .. })));
     let mut odd = config.clone();
     odd.head_dim = 5;
-    assert!(matches!(odd.fit(&features(3, 1, false)?), Err(Error::Shape { .. })));
+    assert!(matches!(odd.fit_rows(&features(3, 1, false)?), Err(Error::Shape { .. })));
 
-    let mut trainer = DinomalyTrainer::new(&config, &features(3, 1, false)?)?;
+    let mut trainer = DinomalyTrainer::new(&config, &row_ids(3), &features(3, 1, false)?)?;
     let never = std::path::Path::new("never-written.safetensors");
     assert!(matches!(trainer.train_until_with_checkpoints(2, never, 0), Err(Error::Config { .. })));
 
-    let model = config.fit(&features(3, 1, false)?)?;
+    let model = config.fit_rows(&features(3, 1, false)?)?;
     let wrong: Vec<Tensor> = (0..LAYERS)
         .map(|_| Tensor::zeros((1, C, SIDE + 1, SIDE), candle_core::DType::F32, &Device::Cpu))
         .collect::<Result<_, _>>()?;

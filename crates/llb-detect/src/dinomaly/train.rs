@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use candle_core::{Tensor, Var};
-use rand::seq::SliceRandom;
+use llb_types::SampleId;
 
 use super::config::DinomalyConfig;
 use super::file;
@@ -12,7 +12,7 @@ use super::loss::hard_mined_loss;
 use super::model::{DinomalyModel, FeatureShape, group_tokens};
 use super::network;
 use super::optim::{self, OptimState};
-use super::rng::{self, Purpose};
+use crate::order::{Purpose as OrderPurpose, in_id_order, keyed_order};
 use crate::{Error, Fit, Result};
 
 /// A Dinomaly training run in progress.
@@ -22,6 +22,8 @@ use crate::{Error, Fit, Result};
 /// continue a run bit-identically to an uninterrupted one.
 pub struct DinomalyTrainer {
     config: DinomalyConfig,
+    /// Training ids, ascending; row `i` of every target belongs to `ids[i]`.
+    ids: Vec<SampleId>,
     targets: Vec<Tensor>,
     shape: FeatureShape,
     fingerprint: f64,
@@ -41,13 +43,16 @@ impl std::fmt::Debug for DinomalyTrainer {
 }
 
 impl DinomalyTrainer {
-    /// Starts a run on training features: one tensor `[N, C, h, w]` per encoder layer.
+    /// Starts a run on training features: one tensor `[N, C, h, w]` per encoder layer, row `i`
+    /// belonging to `ids[i]`. Rows are put in id order, so the run does not depend on the order
+    /// of the input rows.
     ///
     /// # Errors
     /// An invalid configuration or features (see [`Fit::fit`]).
-    pub fn new(config: &DinomalyConfig, layers: &[Tensor]) -> Result<Self> {
+    pub fn new(config: &DinomalyConfig, ids: &[SampleId], layers: &[Tensor]) -> Result<Self> {
         config.validate()?;
-        let (targets, shape) = group_tokens(config, layers)?;
+        let rows = in_id_order(ids, layers)?;
+        let (targets, shape) = group_tokens(config, &rows.layers)?;
         let device = targets[0].device().clone();
         let weights = network::init_weights(config, shape.channels, &device)?;
         let vars = weights
@@ -56,7 +61,16 @@ impl DinomalyTrainer {
             .collect::<Result<BTreeMap<_, _>>>()?;
         let state = OptimState::zeros(&vars, config.optimizer.amsgrad)?;
         let fingerprint = fingerprint(&targets)?;
-        Ok(Self { config: config.clone(), targets, shape, fingerprint, vars, state, iteration: 0 })
+        Ok(Self {
+            config: config.clone(),
+            ids: rows.ids,
+            targets,
+            shape,
+            fingerprint,
+            vars,
+            state,
+            iteration: 0,
+        })
     }
 
     /// Iterations done so far.
@@ -73,15 +87,16 @@ impl DinomalyTrainer {
         self.targets.first().map_or(0, |t| t.dim(0).unwrap_or(0))
     }
 
-    /// The image indices of the batch of iteration `it`: epochs are seeded permutations cut
-    /// into full batches (the remainder of an epoch is dropped, as the official `drop_last`).
+    /// The image rows of the batch of iteration `it`: each epoch orders the images by a key of
+    /// (seed, epoch, id), cut into full batches (the remainder of an epoch is dropped, as the
+    /// official `drop_last`).
     fn batch_indices(&self, it: usize) -> Vec<u32> {
         let n = self.n_images();
         let batch = self.config.batch_size.min(n);
         let per_epoch = n / batch;
         let (epoch, pos) = (it / per_epoch, it % per_epoch);
-        let mut order: Vec<u32> = (0..n as u32).collect();
-        order.shuffle(&mut rng::stream(self.config.seed, Purpose::Shuffle, epoch as u64));
+        let order =
+            keyed_order(&self.ids, self.config.seed, OrderPurpose::EpochOrder, epoch as u64);
         order[pos * batch..(pos + 1) * batch].to_vec()
     }
 
@@ -215,8 +230,13 @@ impl DinomalyTrainer {
     /// # Errors
     /// A missing or malformed checkpoint, or one written for another configuration or other
     /// features.
-    pub fn resume(config: &DinomalyConfig, layers: &[Tensor], path: &Path) -> Result<Self> {
-        let mut trainer = Self::new(config, layers)?;
+    pub fn resume(
+        config: &DinomalyConfig,
+        ids: &[SampleId],
+        layers: &[Tensor],
+        path: &Path,
+    ) -> Result<Self> {
+        let mut trainer = Self::new(config, ids, layers)?;
         let device = trainer.targets[0].device().clone();
         let (tensors, metadata) = file::read(path, &device)?;
         let bad = |reason: String| Error::BadModel { path: path.to_path_buf(), reason };
@@ -278,8 +298,8 @@ impl Fit for DinomalyConfig {
 
     /// Trains bottleneck and decoder for [`DinomalyConfig::length`] on features
     /// `[N, C, h, w]` per encoder layer (DINOv2 blocks 2..9, patch tokens only).
-    fn fit(&self, layers: &[Tensor]) -> Result<DinomalyModel> {
-        let mut trainer = DinomalyTrainer::new(self, layers)?;
+    fn fit(&self, ids: &[SampleId], layers: &[Tensor]) -> Result<DinomalyModel> {
+        let mut trainer = DinomalyTrainer::new(self, ids, layers)?;
         let span = tracing::info_span!(
             "dinomaly_fit",
             n_images = trainer.n_images(),

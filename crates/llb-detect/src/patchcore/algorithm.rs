@@ -1,14 +1,16 @@
 //! The fitted PatchCore model: fitting (coreset), anomaly maps and the re-weighted image score.
 
 use super::bank::{MemoryBank, Nearest};
-use super::config::PatchCoreConfig;
-use super::coreset::{coreset_size, greedy_coreset, project};
+use super::config::{BankSampling, PatchCoreConfig};
+use super::coreset::{coreset_size, coreset_start, greedy_coreset, project, random_rows};
 use super::provenance::BankProvenance;
 use crate::Result;
 use crate::detector::{Detector, Fit, ImageScoreRule, Scores, image_scores};
 use crate::map::MapSpec;
+use crate::order::in_id_order;
 use crate::patches::{PatchMatrix, patch_matrix, shape_error};
-use candle_core::{Device, Tensor};
+use candle_core::Tensor;
+use llb_types::SampleId;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
@@ -125,10 +127,11 @@ impl PatchCore {
     ) -> Result<Self> {
         config.validate()?;
         let blur_sigma_px = config.blur_sigma_px;
+        let n_neighbours = config.n_neighbours;
         Ok(Self {
             config,
             inner: BankDetector {
-                bank: MemoryBank::new(bank, None)?,
+                bank: MemoryBank::new(bank, None)?.with_neighbours(n_neighbours),
                 grid,
                 blur_sigma_px,
                 provenance: None,
@@ -186,33 +189,43 @@ impl PatchCore {
 impl Fit for PatchCoreConfig {
     type Model = PatchCore;
 
-    /// Builds the memory bank from all training patches: seeded random projection, greedy
-    /// k-center coreset of `coreset_fraction` of the patches, bank = the selected full-dimension
-    /// patches.
-    fn fit(&self, layers: &[Tensor]) -> Result<PatchCore> {
+    /// Builds the memory bank from all training patches, in id order: a seeded random
+    /// projection and a greedy k-center coreset of `coreset_fraction` of the patches starting
+    /// from an id-keyed patch ([`BankSampling::GreedyCoreset`]), or an id-keyed uniform sample
+    /// ([`BankSampling::Random`]); the bank holds the selected full-dimension patches.
+    fn fit(&self, ids: &[SampleId], layers: &[Tensor]) -> Result<PatchCore> {
         self.validate()?;
-        let device = layers.first().map_or(Device::Cpu, |l| l.device().clone());
-        let patches = patch_matrix(layers, &device)?;
+        let rows = in_id_order(ids, layers)?;
+        let device = rows.layers[0].device().clone();
+        let patches = patch_matrix(&rows.layers, &device)?;
         let n = patches.matrix.dim(0)?;
+        let per_image = patches.grid.0 * patches.grid.1;
         let _span =
             tracing::info_span!("patchcore_fit", n_images = patches.n_images, n_patches = n)
                 .entered();
-        let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
-        let mut selected_rows = None;
-        let bank = if self.coreset_fraction >= 1.0 {
-            patches.matrix
-        } else {
-            let projected = project(&patches.matrix, self.projection_dim, &mut rng)?;
-            let selected =
-                greedy_coreset(&projected, coreset_size(self.coreset_fraction, n), &mut rng)?;
-            selected_rows = Some(selected.clone());
-            let len = selected.len();
-            let index = Tensor::from_vec(selected, len, &device)?;
-            patches.matrix.index_select(&index, 0)?
+        let size = coreset_size(self.coreset_fraction, n);
+        let selected = match self.bank_sampling {
+            _ if self.coreset_fraction >= 1.0 => None,
+            BankSampling::Random => Some(random_rows(&rows.ids, per_image, size, self.seed)),
+            BankSampling::GreedyCoreset => {
+                let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
+                let projected = project(&patches.matrix, self.projection_dim, &mut rng)?;
+                let start = coreset_start(&rows.ids, per_image, self.seed);
+                Some(greedy_coreset(&projected, size, start)?)
+            }
+        };
+        let mut provenance =
+            BankProvenance::of_rows(patches.n_images, patches.grid, selected.as_deref());
+        provenance.name_images(&rows.ids)?;
+        let bank = match selected {
+            None => patches.matrix,
+            Some(selected) => {
+                let len = selected.len();
+                let index = Tensor::from_vec(selected, len, &device)?;
+                patches.matrix.index_select(&index, 0)?
+            }
         };
         tracing::info!(bank = bank.dim(0)?, "patchcore memory bank");
-        let provenance =
-            BankProvenance::of_rows(patches.n_images, patches.grid, selected_rows.as_deref());
         let mut model = PatchCore::from_parts(self.clone(), bank, patches.grid)?;
         model.inner.provenance = Some(provenance);
         Ok(model)
@@ -224,9 +237,13 @@ impl Detector for PatchCore {
         let c = &self.config;
         let proj = c.projection_dim.map_or("none".into(), |d| d.to_string());
         let reweight = c.reweight_neighbours.map_or("none".into(), |b| b.to_string());
+        let sampling = match c.bank_sampling {
+            BankSampling::GreedyCoreset => "coreset",
+            BankSampling::Random => "random",
+        };
         format!(
-            "patchcore(coreset={},proj={proj},reweight={reweight},sigma={})",
-            c.coreset_fraction, c.blur_sigma_px
+            "patchcore({sampling}={},k={},proj={proj},reweight={reweight},sigma={})",
+            c.coreset_fraction, c.n_neighbours, c.blur_sigma_px
         )
     }
 

@@ -17,12 +17,15 @@ pub(crate) struct MemoryBank {
     minus_two_t: Tensor,
     /// `‖b‖²` per bank patch, `[1, K]`.
     sq_norms: Tensor,
+    /// A query's score averages its distances to this many nearest bank patches (at least 1).
+    n_neighbours: usize,
 }
 
 /// The nearest bank patch of every query.
 #[derive(Clone, Debug)]
 pub(crate) struct Nearest {
-    /// Euclidean distance to the nearest bank patch, `[M]` f32, never negative.
+    /// Euclidean distance to the nearest bank patch, `[M]` f32, never negative; with
+    /// `n_neighbours > 1`, the mean distance to that many nearest bank patches.
     pub(crate) distances: Tensor,
     /// Index of that bank patch, `[M]` u32.
     pub(crate) indices: Tensor,
@@ -34,7 +37,14 @@ impl MemoryBank {
         let features = features.to_dtype(DType::F32)?.contiguous()?;
         let minus_two_t = features.affine(-2.0, 0.0)?.t()?.contiguous()?;
         let sq_norms = features.sqr()?.sum_keepdim(D::Minus1)?.t()?.contiguous()?;
-        Ok(Self { features, weights, minus_two_t, sq_norms })
+        Ok(Self { features, weights, minus_two_t, sq_norms, n_neighbours: 1 })
+    }
+
+    /// The same bank scoring queries by their mean distance to `n` nearest bank patches (capped
+    /// at the bank size; `n ≤ 1` is the nearest-neighbour distance).
+    pub(crate) fn with_neighbours(mut self, n: usize) -> Self {
+        self.n_neighbours = n.max(1);
+        self
     }
 
     /// Number of bank patches.
@@ -68,9 +78,14 @@ impl MemoryBank {
             let q = queries.narrow(0, start, rows)?.contiguous()?;
             let partial = q.matmul(&self.minus_two_t)?.broadcast_add(&self.sq_norms)?;
             let index = partial.argmin_keepdim(D::Minus1)?;
-            let best = partial.gather(&index, D::Minus1)?;
             let q_sq = q.sqr()?.sum_keepdim(D::Minus1)?;
-            distances.push(best.add(&q_sq)?.relu()?.sqrt()?.squeeze(1)?);
+            let n = self.n_neighbours.min(k);
+            let best = if n > 1 {
+                mean_of_nearest(&partial, &q_sq, n)?
+            } else {
+                partial.gather(&index, D::Minus1)?.add(&q_sq)?.relu()?.sqrt()?
+            };
+            distances.push(best.squeeze(1)?);
             indices.push(index.squeeze(1)?);
             start += rows;
         }
@@ -95,6 +110,30 @@ impl MemoryBank {
         let partial = v.matmul(&self.minus_two_t)?.broadcast_add(&self.sq_norms)?;
         Ok(partial.broadcast_add(&v.sqr()?.sum_keepdim(D::Minus1)?)?.relu()?.squeeze(0)?)
     }
+}
+
+/// Per row of `partial` `[rows, K]` (`‖b‖² − 2q·b`), the mean Euclidean distance to the `n`
+/// nearest bank patches, `[rows, 1]`: `q_sq` `[rows, 1]` completes the squared distances, which
+/// are clamped at 0. The `n` smallest are summed in ascending order, so the result does not
+/// depend on the bank's row order beyond ties.
+fn mean_of_nearest(partial: &Tensor, q_sq: &Tensor, n: usize) -> Result<Tensor> {
+    use rayon::prelude::*;
+    let (rows, _) = partial.dims2()?;
+    let device = partial.device().clone();
+    let values = partial.to_device(&candle_core::Device::Cpu)?.to_vec2::<f32>()?;
+    let q_sq = q_sq.to_device(&candle_core::Device::Cpu)?.flatten_all()?.to_vec1::<f32>()?;
+    let means: Vec<f32> = values
+        .into_par_iter()
+        .zip(q_sq)
+        .map(|(mut row, q)| {
+            row.select_nth_unstable_by(n - 1, f32::total_cmp);
+            let nearest = &mut row[..n];
+            nearest.sort_unstable_by(f32::total_cmp);
+            let sum: f64 = nearest.iter().map(|&p| f64::from((p + q).max(0.0)).sqrt()).sum();
+            (sum / n as f64) as f32
+        })
+        .collect();
+    Ok(Tensor::from_vec(means, (rows, 1), &device)?)
 }
 
 #[cfg(test)]
@@ -137,6 +176,25 @@ mod tests {
             assert!(dist[qi] >= 0.0 && dist[qi].is_finite());
         }
         assert_eq!(&idx[50..], &[0, 1, 2, 3, 4]);
+        Ok(())
+    }
+
+    #[test]
+    fn k_nearest_mean_matches_brute_force() -> Result<()> {
+        let bank_rows = random(300, 6, 3);
+        let query_rows = random(40, 6, 4);
+        let bank = MemoryBank::new(tensor(&bank_rows), None)?.with_neighbours(5);
+        let got = bank.nearest_in_blocks(&tensor(&query_rows), 9 * 4 * 300)?;
+        let got = got.distances.to_vec1::<f32>()?;
+        for (qi, q) in query_rows.iter().enumerate() {
+            let mut d: Vec<f64> = bank_rows
+                .iter()
+                .map(|b| b.iter().zip(q).map(|(x, y)| f64::from(x - y).powi(2)).sum::<f64>().sqrt())
+                .collect();
+            d.sort_by(f64::total_cmp);
+            let mean = d[..5].iter().sum::<f64>() / 5.0;
+            assert!((f64::from(got[qi]) - mean).abs() < 1e-3, "query {qi}: {} vs {mean}", got[qi]);
+        }
         Ok(())
     }
 

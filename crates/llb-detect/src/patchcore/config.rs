@@ -7,9 +7,17 @@ use crate::{Error, Result};
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PatchCoreConfig {
-    /// Fraction of the training patches kept in the memory bank by greedy k-center coreset
-    /// selection, in `(0, 1]`; `1` keeps every patch (no coreset).
+    /// Fraction of the training patches kept in the memory bank, in `(0, 1]`, chosen by
+    /// [`PatchCoreConfig::bank_sampling`]; `1` keeps every patch.
     pub coreset_fraction: f64,
+    /// How the bank's patches are chosen: the paper's greedy k-center coreset, or a uniform
+    /// random sample keyed to sample ids. Absent in files written before it existed: greedy.
+    #[serde(default)]
+    pub bank_sampling: BankSampling,
+    /// A patch's anomaly score is its mean distance to this many nearest bank patches; `1` is
+    /// PatchCore's nearest-neighbour distance. Absent in older files: 1.
+    #[serde(default = "one")]
+    pub n_neighbours: usize,
     /// Dimension of the seeded random projection the coreset distances are computed in; `None`
     /// selects on the full features.
     pub projection_dim: Option<usize>,
@@ -20,8 +28,25 @@ pub struct PatchCoreConfig {
     /// Standard deviation, in pixels, of the Gaussian blur applied to upsampled maps; `0` turns
     /// the blur off.
     pub blur_sigma_px: f64,
-    /// Seed of the random projection and of the coreset's starting point.
+    /// Seed of the random projection, the coreset's starting image and the random bank sample.
     pub seed: u64,
+}
+
+/// How a memory bank is subsampled from the training patches.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BankSampling {
+    /// Greedy k-center coreset (PatchCore): covers feature space, so rare patterns, including
+    /// defects in a contaminated training set, are kept preferentially.
+    #[default]
+    GreedyCoreset,
+    /// A uniform random sample of patches, each patch's draw keyed to its sample id and grid
+    /// position: keeps the training set's density, so rare patterns stay rare.
+    Random,
+}
+
+fn one() -> usize {
+    1
 }
 
 impl PatchCoreConfig {
@@ -31,6 +56,8 @@ impl PatchCoreConfig {
     pub fn roth2022() -> Self {
         Self {
             coreset_fraction: 0.1,
+            bank_sampling: BankSampling::GreedyCoreset,
+            n_neighbours: 1,
             projection_dim: Some(128),
             reweight_neighbours: None,
             blur_sigma_px: 4.0,
@@ -53,6 +80,9 @@ impl PatchCoreConfig {
         let f = self.coreset_fraction;
         if !(f > 0.0 && f <= 1.0) {
             return Err(config_error("coreset_fraction", f, "must lie in (0, 1]"));
+        }
+        if self.n_neighbours == 0 {
+            return Err(config_error("n_neighbours", 0, "must be at least 1"));
         }
         if self.projection_dim == Some(0) {
             return Err(config_error("projection_dim", 0, "must be positive when set"));
@@ -109,6 +139,7 @@ mod tests {
             PatchCoreConfig { coreset_fraction: f64::NAN, ..PatchCoreConfig::roth2022() },
             "coreset_fraction",
         );
+        check(PatchCoreConfig { n_neighbours: 0, ..PatchCoreConfig::roth2022() }, "n_neighbours");
         check(
             PatchCoreConfig { projection_dim: Some(0), ..PatchCoreConfig::roth2022() },
             "projection_dim",

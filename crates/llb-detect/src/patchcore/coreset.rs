@@ -2,7 +2,9 @@
 //! subsampling).
 
 use crate::Result;
+use crate::order::{Purpose, id_key, position_key};
 use candle_core::{D, DType, Device, Tensor};
+use llb_types::SampleId;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use std::cmp::Reverse;
@@ -44,6 +46,43 @@ pub(crate) fn coreset_size(fraction: f64, n: usize) -> usize {
     ((fraction * n as f64).floor() as usize).clamp(1.min(n), n)
 }
 
+/// The greedy coreset's first row: in the image whose id has the smallest key for `seed`, the
+/// grid position drawn from that key. A pure function of the ids, so it does not move when rows
+/// are reordered (rows of image `i` are `i·per_image .. (i+1)·per_image`).
+pub(crate) fn coreset_start(ids: &[SampleId], per_image: usize, seed: u64) -> usize {
+    let keys = ids.iter().map(|id| id_key(seed, Purpose::CoresetStart, 0, id));
+    let (image, key) = keys.enumerate().min_by_key(|&(i, k)| (k, i)).unwrap_or((0, 0));
+    image * per_image + (key % per_image.max(1) as u64) as usize
+}
+
+/// A uniform random sample of `n_select` patch rows (image-major, `per_image` rows per image of
+/// `ids`), returned in ascending row order: the rows whose `(id, position)` keys for `seed` are
+/// smallest. Each patch's key depends only on its id and position, so a sample of a larger
+/// fraction contains the smaller one, and the sample of a set does not depend on row order.
+pub(crate) fn random_rows(
+    ids: &[SampleId],
+    per_image: usize,
+    n_select: usize,
+    seed: u64,
+) -> Vec<u32> {
+    let mut keyed: Vec<(u64, u32)> = Vec::with_capacity(ids.len() * per_image);
+    for (image, id) in ids.iter().enumerate() {
+        let key = id_key(seed, Purpose::BankSample, 0, id);
+        for position in 0..per_image {
+            let row = (image * per_image + position) as u32;
+            keyed.push((position_key(key, position as u64), row));
+        }
+    }
+    let n_select = n_select.min(keyed.len());
+    if n_select < keyed.len() {
+        keyed.select_nth_unstable(n_select);
+        keyed.truncate(n_select);
+    }
+    let mut rows: Vec<u32> = keyed.into_iter().map(|(_, row)| row).collect();
+    rows.sort_unstable();
+    rows
+}
+
 /// Rows per block of the CPU coreset.
 const CPU_BLOCK_ROWS: usize = 2048;
 /// Most pending centres applied to a block in one matrix product.
@@ -51,7 +90,7 @@ const CPU_MAX_PENDING: usize = 1024;
 
 /// Greedy k-center selection of at most `n_select` rows of `points` `[n, d]` f32.
 ///
-/// Starts from a row drawn from `rng`, keeps each row's squared distance to its nearest selected
+/// Starts from row `start` (see [`coreset_start`]), keeps each row's squared distance to its nearest selected
 /// row (`‖p‖² + ‖c‖² − 2p·c`, clamped at 0), and repeatedly selects the row farthest from the
 /// selection (ties: the lowest index). Stops early when every row coincides with a selected row,
 /// so duplicates are never selected. Returns the selected row indices in selection order.
@@ -61,17 +100,13 @@ const CPU_MAX_PENDING: usize = 1024;
 /// centres (a small matrix product) instead of once per centre. On other devices each step is a
 /// few tensor operations (one matrix–vector product). The two paths can differ in the last bits
 /// of a distance and so, rarely, in a pick; each is deterministic on a given machine.
-pub(crate) fn greedy_coreset(
-    points: &Tensor,
-    n_select: usize,
-    rng: &mut ChaCha8Rng,
-) -> Result<Vec<u32>> {
+pub(crate) fn greedy_coreset(points: &Tensor, n_select: usize, start: usize) -> Result<Vec<u32>> {
     let (n, _) = points.dims2()?;
     let n_select = n_select.min(n);
     if n_select == 0 {
         return Ok(Vec::new());
     }
-    let start = rng.random_range(0..n);
+    let start = start.min(n - 1);
     let selected = if points.device().is_cpu() {
         LazyBlocks::new(points)?.select(n_select, start)?
     } else {
@@ -260,9 +295,8 @@ mod tests {
             (0..60).map(|_| (0..5).map(|_| data_rng.random_range(-3.0..3.0)).collect()).collect();
         let flat: Vec<f32> = points.iter().flatten().copied().collect();
         let tensor = Tensor::from_vec(flat, (60, 5), &Device::Cpu)?;
-        let got = greedy_coreset(&tensor, 12, &mut ChaCha8Rng::seed_from_u64(3))?;
-        let start = ChaCha8Rng::seed_from_u64(3).random_range(0..60);
-        assert_eq!(got, naive(&points, 12, start));
+        let got = greedy_coreset(&tensor, 12, 41)?;
+        assert_eq!(got, naive(&points, 12, 41));
         Ok(())
     }
 
@@ -306,12 +340,46 @@ mod tests {
             }
         }
         let tensor = Tensor::from_vec(flat, (30, 2), &Device::Cpu)?;
-        let got = greedy_coreset(&tensor, 8, &mut ChaCha8Rng::seed_from_u64(1))?;
+        let got = greedy_coreset(&tensor, 8, 4)?;
         assert_eq!(got.len(), 3);
         let mut clusters: Vec<u32> = got.iter().map(|i| i / 10).collect();
         clusters.sort();
         assert_eq!(clusters, vec![0, 1, 2]);
         Ok(())
+    }
+
+    #[test]
+    fn random_rows_are_nested_sorted_and_keyed_to_ids() {
+        let ids: Vec<SampleId> = (0..20).map(|i| SampleId::new(format!("img{i:02}"))).collect();
+        let small = random_rows(&ids, 16, 30, 9);
+        let large = random_rows(&ids, 16, 120, 9);
+        assert_eq!(small.len(), 30);
+        assert!(small.windows(2).all(|w| w[0] < w[1]));
+        assert!(small.iter().all(|r| large.contains(r)), "a larger sample contains the smaller");
+        assert_ne!(small, random_rows(&ids, 16, 30, 10));
+        assert_eq!(random_rows(&ids, 16, 16 * 20, 9).len(), 16 * 20);
+        // The same images in reverse order: the same patches (image, position) are picked.
+        let mut reversed = ids.clone();
+        reversed.reverse();
+        let picked = |ids: &[SampleId], rows: &[u32]| -> Vec<(SampleId, u32)> {
+            let mut v: Vec<_> =
+                rows.iter().map(|&r| (ids[r as usize / 16].clone(), r % 16)).collect();
+            v.sort();
+            v
+        };
+        assert_eq!(picked(&ids, &small), picked(&reversed, &random_rows(&reversed, 16, 30, 9)));
+    }
+
+    #[test]
+    fn coreset_start_follows_the_ids() {
+        let ids: Vec<SampleId> = (0..8).map(|i| SampleId::new(format!("img{i}"))).collect();
+        let start = coreset_start(&ids, 10, 3);
+        let image = &ids[start / 10];
+        let mut reversed = ids.clone();
+        reversed.reverse();
+        let again = coreset_start(&reversed, 10, 3);
+        assert_eq!(&reversed[again / 10], image);
+        assert_eq!(again % 10, start % 10);
     }
 
     #[test]

@@ -104,7 +104,7 @@ impl BankProvenance {
     ///
     /// When the images are already named, `ids` must hold the same ids (in any order) and
     /// nothing changes: the fit's own names win.
-    fn name_images(&mut self, ids: &[SampleId]) -> Result<()> {
+    pub(crate) fn name_images(&mut self, ids: &[SampleId]) -> Result<()> {
         let mismatch = |reason: String| Error::Shape {
             what: "training image ids of the memory bank".into(),
             expected: reason,
@@ -303,7 +303,8 @@ mod tests {
 
     /// One place that fits, so that a change of the `Fit` signature touches one line.
     fn fit<F: Fit>(config: &F, layers: &Tensor) -> F::Model {
-        config.fit(std::slice::from_ref(layers)).unwrap()
+        let n = layers.dim(0).unwrap();
+        config.fit(&ids(n), std::slice::from_ref(layers)).unwrap()
     }
 
     fn ids(n: usize) -> Vec<SampleId> {

@@ -2,7 +2,8 @@
 
 use super::test_data::{normal_features, plant};
 use super::*;
-use crate::{Detector, Error, Fit, ImageScoreRule, Result};
+use crate::order::FitRows;
+use crate::{Detector, Error, ImageScoreRule, Result};
 use candle_core::{Device, Tensor};
 
 fn tensor(values: Vec<f32>, n: usize, c: usize, (h, w): (usize, usize)) -> Tensor {
@@ -24,11 +25,11 @@ const C: usize = 8;
 #[test]
 fn fit_builds_a_coreset_of_the_requested_size() -> Result<()> {
     let train = tensor(normal_features(10, C, GRID, 1), 10, C, GRID);
-    let model = small_config().fit(std::slice::from_ref(&train))?;
+    let model = small_config().fit_rows(std::slice::from_ref(&train))?;
     assert_eq!(model.bank_len(), 90);
     assert_eq!(model.grid(), GRID);
     assert_eq!(model.bank().dims(), &[90, C]);
-    let full = PatchCoreConfig { coreset_fraction: 1.0, ..small_config() }.fit(&[train])?;
+    let full = PatchCoreConfig { coreset_fraction: 1.0, ..small_config() }.fit_rows(&[train])?;
     assert_eq!(full.bank_len(), 360);
     Ok(())
 }
@@ -36,7 +37,7 @@ fn fit_builds_a_coreset_of_the_requested_size() -> Result<()> {
 #[test]
 fn planted_defect_scores_higher_and_peaks_at_its_location() -> Result<()> {
     let train = tensor(normal_features(12, C, GRID, 2), 12, C, GRID);
-    let model = small_config().fit(&[train])?;
+    let model = small_config().fit_rows(&[train])?;
     let mut test = normal_features(4, C, GRID, 3);
     plant(&mut test, C, GRID, 2, (1, 4), 5.0);
     let test = tensor(test, 4, C, GRID);
@@ -59,7 +60,7 @@ fn planted_defect_scores_higher_and_peaks_at_its_location() -> Result<()> {
 fn reweighting_keeps_the_defect_ranking_and_stays_finite() -> Result<()> {
     let train = tensor(normal_features(12, C, GRID, 4), 12, C, GRID);
     let config = PatchCoreConfig { reweight_neighbours: Some(9), ..small_config() };
-    let model = config.fit(&[train])?;
+    let model = config.fit_rows(&[train])?;
     let mut test = normal_features(3, C, GRID, 5);
     plant(&mut test, C, GRID, 0, (3, 3), 5.0);
     let plain = PatchCore::from_parts(small_config(), model.bank().clone(), GRID)?;
@@ -77,13 +78,13 @@ fn reweighting_keeps_the_defect_ranking_and_stays_finite() -> Result<()> {
 fn scoring_is_deterministic_and_seeded() -> Result<()> {
     let train = [tensor(normal_features(8, C, GRID, 6), 8, C, GRID)];
     let test = [tensor(normal_features(2, C, GRID, 7), 2, C, GRID)];
-    let a = small_config().fit(&train)?;
-    let b = small_config().fit(&train)?;
+    let a = small_config().fit_rows(&train)?;
+    let b = small_config().fit_rows(&train)?;
     assert_eq!(a.bank().to_vec2::<f32>()?, b.bank().to_vec2::<f32>()?);
     let maps_a = a.anomaly_maps(&test, (12, 12))?.flatten_all()?.to_vec1::<f32>()?;
     let maps_b = b.anomaly_maps(&test, (12, 12))?.flatten_all()?.to_vec1::<f32>()?;
     assert_eq!(maps_a, maps_b);
-    let c = PatchCoreConfig { seed: 99, ..small_config() }.fit(&train)?;
+    let c = PatchCoreConfig { seed: 99, ..small_config() }.fit_rows(&train)?;
     assert_ne!(a.bank().to_vec2::<f32>()?, c.bank().to_vec2::<f32>()?);
     Ok(())
 }
@@ -91,7 +92,7 @@ fn scoring_is_deterministic_and_seeded() -> Result<()> {
 #[test]
 fn constant_images_give_finite_near_zero_maps() -> Result<()> {
     let train = Tensor::full(0.5f32, (3, C, 4, 4), &Device::Cpu)?;
-    let model = small_config().fit(&[train])?;
+    let model = small_config().fit_rows(&[train])?;
     // Every patch coincides, so the coreset stops after one patch.
     assert_eq!(model.bank_len(), 1);
     let test = Tensor::full(0.5f32, (1, C, 4, 4), &Device::Cpu)?;
@@ -100,7 +101,7 @@ fn constant_images_give_finite_near_zero_maps() -> Result<()> {
     assert!(map.iter().all(|v| v.is_finite() && v.abs() < 1e-2), "{map:?}");
     assert!(scores.image_scores[0].is_finite());
     let anomalib = PatchCoreConfig { reweight_neighbours: Some(9), ..small_config() };
-    let model = anomalib.fit(&[Tensor::full(0.5f32, (3, C, 4, 4), &Device::Cpu)?])?;
+    let model = anomalib.fit_rows(&[Tensor::full(0.5f32, (3, C, 4, 4), &Device::Cpu)?])?;
     let s = model.score(
         &[Tensor::full(0.5f32, (1, C, 4, 4), &Device::Cpu)?],
         (8, 8),
@@ -113,7 +114,7 @@ fn constant_images_give_finite_near_zero_maps() -> Result<()> {
 #[test]
 fn one_training_image_is_enough() -> Result<()> {
     let train = tensor(normal_features(1, C, GRID, 8), 1, C, GRID);
-    let model = small_config().fit(&[train])?;
+    let model = small_config().fit_rows(&[train])?;
     assert_eq!(model.bank_len(), 9);
     let mut test = normal_features(2, C, GRID, 9);
     plant(&mut test, C, GRID, 1, (0, 0), 5.0);
@@ -126,7 +127,7 @@ fn one_training_image_is_enough() -> Result<()> {
 #[test]
 fn mismatched_or_bad_inputs_are_errors() -> Result<()> {
     let train = tensor(normal_features(4, C, GRID, 10), 4, C, GRID);
-    let model = small_config().fit(&[train])?;
+    let model = small_config().fit_rows(&[train])?;
     let other_grid = Tensor::zeros((1, C, 5, 6), candle_core::DType::F32, &Device::Cpu)?;
     assert!(matches!(model.anomaly_maps(&[other_grid], (6, 6)), Err(Error::Shape { .. })));
     let other_channels = Tensor::zeros((1, C + 1, 6, 6), candle_core::DType::F32, &Device::Cpu)?;
@@ -136,9 +137,9 @@ fn mismatched_or_bad_inputs_are_errors() -> Result<()> {
         model.anomaly_maps(std::slice::from_ref(&ok), (0, 6)),
         Err(Error::Shape { .. })
     ));
-    assert!(matches!(small_config().fit(&[]), Err(Error::Empty { .. })));
+    assert!(matches!(small_config().fit_rows(&[]), Err(Error::Empty { .. })));
     let bad = PatchCoreConfig { coreset_fraction: 2.0, ..small_config() };
-    assert!(matches!(bad.fit(&[ok]), Err(Error::Config { field: "coreset_fraction", .. })));
+    assert!(matches!(bad.fit_rows(&[ok]), Err(Error::Config { field: "coreset_fraction", .. })));
     Ok(())
 }
 
@@ -189,8 +190,8 @@ fn every_device_agrees_with_the_cpu() -> Result<()> {
     for device in devices()? {
         let train = [Tensor::from_vec(train_values.clone(), (8, C, GRID.0, GRID.1), &device)?];
         let test = [Tensor::from_vec(test_values.clone(), (2, C, GRID.0, GRID.1), &device)?];
-        let pc = small_config().fit(&train)?.anomaly_maps(&test, (12, 12))?;
-        let sp = softpatch.fit(&train)?.anomaly_maps(&test, (12, 12))?;
+        let pc = small_config().fit_rows(&train)?.anomaly_maps(&test, (12, 12))?;
+        let sp = softpatch.fit_rows(&train)?.anomaly_maps(&test, (12, 12))?;
         let pc = pc.flatten_all()?.to_vec1::<f32>()?;
         let sp = sp.flatten_all()?.to_vec1::<f32>()?;
         assert!(pc.iter().chain(&sp).all(|v| v.is_finite()), "{device:?}");

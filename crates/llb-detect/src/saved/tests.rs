@@ -1,8 +1,9 @@
 //! Save → load round trips (bit-identical scores) and damaged saved models.
 
 use super::*;
+use crate::OutlierScore;
+use crate::order::FitRows;
 use crate::patchcore::test_data::{normal_features, plant};
-use crate::{Fit, OutlierScore};
 
 const GRID: (usize, usize) = (5, 5);
 const C: usize = 6;
@@ -48,7 +49,7 @@ fn patchcore_round_trip_scores_bit_identically() -> Result<()> {
         projection_dim: Some(4),
         ..PatchCoreConfig::anomalib()
     };
-    let model = config.fit(&features(6, 1, false))?;
+    let model = config.fit_rows(&features(6, 1, false))?;
     model.save(dir.path(), &card())?;
     let (loaded, loaded_card) = PatchCore::load(dir.path(), &Device::Cpu)?;
     assert_eq!(loaded_card, card());
@@ -72,7 +73,7 @@ fn softpatch_round_trip_scores_bit_identically() -> Result<()> {
             projection_dim: Some(4),
             ..SoftPatchConfig::jiang2022()
         };
-        let model = config.fit(&features(8, 3, false))?;
+        let model = config.fit_rows(&features(8, 3, false))?;
         model.save(dir.path(), &card())?;
         let (loaded, _) = SoftPatch::load(dir.path(), &Device::Cpu)?;
         assert_eq!(loaded.bank_weights().is_some(), soft_weighting);
@@ -88,7 +89,7 @@ fn softpatch_round_trip_scores_bit_identically() -> Result<()> {
 fn damaged_models_are_errors() -> Result<()> {
     let dir = tempfile::tempdir().map_err(|source| Error::Io { path: "tempdir".into(), source })?;
     let model = PatchCoreConfig { projection_dim: Some(4), ..PatchCoreConfig::roth2022() }
-        .fit(&features(4, 5, false))?;
+        .fit_rows(&features(4, 5, false))?;
     model.save(dir.path(), &card())?;
     let (tensors, json) = model_files(dir.path());
 

@@ -3,12 +3,14 @@
 use super::config::SoftPatchConfig;
 use super::outlier::{keep_mask, outlier_scores};
 use crate::detector::{Detector, Fit};
+use crate::order::in_id_order;
 use crate::patchcore::{
-    BankDetector, BankProvenance, MemoryBank, coreset_size, greedy_coreset, project,
+    BankDetector, BankProvenance, MemoryBank, coreset_size, coreset_start, greedy_coreset, project,
 };
 use crate::patches::patch_matrix;
 use crate::{Error, Result};
-use candle_core::{Device, Tensor};
+use candle_core::Tensor;
+use llb_types::SampleId;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
@@ -101,10 +103,11 @@ impl Fit for SoftPatchConfig {
     ///
     /// # Errors
     /// Those of PatchCore, and [`Error::TooFewImages`] with fewer than two training images.
-    fn fit(&self, layers: &[Tensor]) -> Result<SoftPatch> {
+    fn fit(&self, ids: &[SampleId], layers: &[Tensor]) -> Result<SoftPatch> {
         self.validate()?;
-        let device = layers.first().map_or(Device::Cpu, |l| l.device().clone());
-        let patches = patch_matrix(layers, &device)?;
+        let rows = in_id_order(ids, layers)?;
+        let device = rows.layers[0].device().clone();
+        let patches = patch_matrix(&rows.layers, &device)?;
         let n = patches.matrix.dim(0)?;
         let _span =
             tracing::info_span!("softpatch_fit", n_images = patches.n_images, n_patches = n)
@@ -125,15 +128,21 @@ impl Fit for SoftPatchConfig {
         } else {
             let kept_index = Tensor::from_vec(kept.clone(), kept.len(), &device)?;
             let candidates = projected.index_select(&kept_index, 0)?;
+            // Start from the id-keyed patch, or the first kept patch after it.
+            let wanted = coreset_start(&rows.ids, patches.grid.0 * patches.grid.1, self.seed);
+            let start =
+                kept.partition_point(|&k| (k as usize) < wanted).min(kept.len().saturating_sub(1));
             let picks = greedy_coreset(
                 &candidates,
                 coreset_size(self.coreset_fraction, kept.len()),
-                &mut rng,
+                start,
             )?;
             picks.iter().map(|&p| kept[p as usize]).collect()
         };
         let weights: Vec<f32> = selected.iter().map(|&i| scores[i as usize].max(0.0)).collect();
-        let provenance = BankProvenance::of_rows(patches.n_images, patches.grid, Some(&selected));
+        let mut provenance =
+            BankProvenance::of_rows(patches.n_images, patches.grid, Some(&selected));
+        provenance.name_images(&rows.ids)?;
         let len = selected.len();
         let index = Tensor::from_vec(selected, len, &device)?;
         let bank = patches.matrix.index_select(&index, 0)?;

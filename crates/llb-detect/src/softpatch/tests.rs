@@ -2,8 +2,9 @@
 //! degenerate inputs.
 
 use super::*;
+use crate::order::FitRows;
 use crate::patchcore::test_data::{normal_features, plant};
-use crate::{Detector, Error, Fit, ImageScoreRule, PatchCoreConfig, Result};
+use crate::{Detector, Error, ImageScoreRule, PatchCoreConfig, Result};
 use candle_core::{Device, Tensor};
 
 const GRID: (usize, usize) = (6, 6);
@@ -43,7 +44,7 @@ fn denoising_removes_a_defect_that_patchcore_memorises() -> Result<()> {
         blur_sigma_px: 1.0,
         ..PatchCoreConfig::roth2022()
     };
-    let pc = patchcore.fit(std::slice::from_ref(&train))?.score(
+    let pc = patchcore.fit_rows(std::slice::from_ref(&train))?.score(
         std::slice::from_ref(&test),
         (12, 12),
         rule,
@@ -51,7 +52,7 @@ fn denoising_removes_a_defect_that_patchcore_memorises() -> Result<()> {
     // PatchCore learnt the defect: the defective test image is not clearly worse.
     assert!(pc.image_scores[1] < 2.0 * pc.image_scores[0], "patchcore {:?}", pc.image_scores);
     for outlier in [OutlierScore::Lof { k: 6 }, OutlierScore::KnnDistance { k: 1 }] {
-        let model = config(outlier).fit(std::slice::from_ref(&train))?;
+        let model = config(outlier).fit_rows(std::slice::from_ref(&train))?;
         // A few patches, at most 12 of 468, are dropped.
         assert!(
             model.n_dropped() > 0 && model.n_dropped() <= 12,
@@ -68,10 +69,10 @@ fn denoising_removes_a_defect_that_patchcore_memorises() -> Result<()> {
 #[test]
 fn soft_weights_multiply_distances() -> Result<()> {
     let (train, test) = contaminated();
-    let soft = config(OutlierScore::KnnDistance { k: 2 }).fit(std::slice::from_ref(&train))?;
+    let soft = config(OutlierScore::KnnDistance { k: 2 }).fit_rows(std::slice::from_ref(&train))?;
     let hard =
         SoftPatchConfig { soft_weighting: false, ..config(OutlierScore::KnnDistance { k: 2 }) }
-            .fit(std::slice::from_ref(&train))?;
+            .fit_rows(std::slice::from_ref(&train))?;
     let weights = soft.bank_weights().map(|w| w.to_vec1::<f32>()).transpose()?.unwrap_or_default();
     assert_eq!(weights.len(), soft.bank_len());
     // kNN-distance weights are 1 + a distance.
@@ -91,8 +92,8 @@ fn soft_weights_multiply_distances() -> Result<()> {
 fn coreset_and_seed_are_deterministic() -> Result<()> {
     let (train, test) = contaminated();
     let cfg = SoftPatchConfig { coreset_fraction: 0.2, ..config(OutlierScore::Lof { k: 3 }) };
-    let a = cfg.fit(std::slice::from_ref(&train))?;
-    let b = cfg.fit(std::slice::from_ref(&train))?;
+    let a = cfg.fit_rows(std::slice::from_ref(&train))?;
+    let b = cfg.fit_rows(std::slice::from_ref(&train))?;
     assert_eq!(a.bank_len(), ((13 * 36 - a.n_dropped()) as f64 * 0.2).floor() as usize);
     let ma =
         a.anomaly_maps(std::slice::from_ref(&test), (6, 6))?.flatten_all()?.to_vec1::<f32>()?;
@@ -106,16 +107,16 @@ fn coreset_and_seed_are_deterministic() -> Result<()> {
 fn degenerate_training_sets() -> Result<()> {
     let one = tensor(normal_features(1, C, GRID, 13), 1);
     let cfg = config(OutlierScore::Lof { k: 6 });
-    assert!(matches!(cfg.fit(&[one]), Err(Error::TooFewImages { needed: 2, got: 1, .. })));
+    assert!(matches!(cfg.fit_rows(&[one]), Err(Error::TooFewImages { needed: 2, got: 1, .. })));
     // Two images: k is capped at 1.
     let two = tensor(normal_features(2, C, GRID, 14), 2);
-    let model = cfg.fit(&[two])?;
+    let model = cfg.fit_rows(&[two])?;
     let s =
         model.score(&[tensor(normal_features(1, C, GRID, 15), 1)], (6, 6), ImageScoreRule::Max)?;
     assert!(s.image_scores[0].is_finite());
     // Constant images: every distance is 0, LOF is 1 everywhere, nothing is above the quantile.
     let constant = Tensor::full(0.5f32, (4, C, GRID.0, GRID.1), &Device::Cpu)?;
-    let model = cfg.fit(std::slice::from_ref(&constant))?;
+    let model = cfg.fit_rows(std::slice::from_ref(&constant))?;
     assert_eq!(model.n_dropped(), 0);
     let s = model.score(&[constant.narrow(0, 0, 1)?], (6, 6), ImageScoreRule::Max)?;
     assert!(s.image_scores[0].is_finite() && s.image_scores[0] < 1e-2, "{:?}", s.image_scores);
