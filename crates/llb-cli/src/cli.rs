@@ -2,7 +2,7 @@
 
 use clap::{Parser, Subcommand};
 
-use crate::{eval_cmd, experiment, fetch_cmd, fit_cmd, metrics_cmd, predict_cmd};
+use crate::{eval_cmd, experiment, fetch_cmd, fit_cmd, metrics_cmd, predict_cmd, review_cmd};
 
 /// Noisy-data image anomaly detection: learning-bias purification (arXiv 2508.07441).
 #[derive(Debug, Parser)]
@@ -27,8 +27,11 @@ enum Command {
     Fit(fit_cmd::FitArgs),
     /// Stage 1 alone: rank the training images by how defective they look and list the ones to drop.
     Purify(fit_cmd::FitArgs),
-    /// Score new images with a fitted model: scores, verdicts and heat-map overlays.
+    /// Score new images with a fitted model: scores, verdicts, heat-map overlays and report.html.
     Predict(predict_cmd::PredictArgs),
+    /// The review page of a score table alone (another selection rule, or another tool's
+    /// scores), without refitting.
+    Review(review_cmd::ReviewArgs),
     /// Metrics of a fitted model on a labelled test split.
     Eval(eval_cmd::EvalArgs),
     /// Run a manifest's grid of data sets, contamination ratios, methods and ablations
@@ -51,6 +54,7 @@ pub(crate) fn main() -> std::process::ExitCode {
         Command::Fit(args) => with_logs(cli.verbose, || fit_cmd::run(args, false, &device)),
         Command::Purify(args) => with_logs(cli.verbose, || fit_cmd::run(args, true, &device)),
         Command::Predict(args) => with_logs(cli.verbose, || predict_cmd::run(args, &device)),
+        Command::Review(args) => with_logs(cli.verbose, || review_cmd::run(args)),
         Command::Eval(args) => with_logs(cli.verbose, || eval_cmd::run(args, &device)),
         Command::Experiment(args) => with_logs(cli.verbose, || experiment::run(args, &device)),
         Command::Metrics(args) => {

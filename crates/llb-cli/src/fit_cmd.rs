@@ -1,14 +1,17 @@
-//! `llb fit` and `llb purify`: the two stages (or stage 1 alone) on a training set.
+//! `llb fit` and `llb purify`: the two stages (or stage 1 alone) on a training set, the review
+//! page of stage 1, and a person's decisions overruling its selection.
 
+use crate::metrics_cmd::bad;
 use crate::pipeline::{
-    DataArgs, ModelArgs, ModelCard, OnBadImage, RunContext, Screening, ScreeningQuality,
-    calibrate_threshold, fit_final, groups_of, model_dir, screen,
+    DataArgs, FittedDetector, ModelArgs, ModelCard, OnBadImage, RunContext, Screening,
+    ScreeningQuality, calibrate_threshold, fit_final, groups_of, model_dir, screen_observed,
 };
+use crate::review::{self, DecisionsRecord, ReviewInput, ReviewMaps};
 use anyhow::Context;
 use candle_core::Device;
 use llb_data::Dataset;
-use llb_purify::{Histogram, PurityReport};
-use llb_types::Label;
+use llb_purify::{Decisions, Histogram, Purification, PurityReport};
+use llb_types::{Label, SampleId};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -28,6 +31,10 @@ pub(crate) struct FitArgs {
     /// Asset and feature cache folder (default `$LLB_CACHE`, else `~/.cache/llb`).
     #[arg(long)]
     pub(crate) cache: Option<PathBuf>,
+    /// A person's keep / drop calls that overrule the selection rule: a CSV with the header
+    /// `id,decision` and `keep` or `drop` per reviewed image, as exported from `review.html`.
+    #[arg(long, value_name = "FILE.csv")]
+    pub(crate) decisions: Option<PathBuf>,
 }
 
 /// Runs `llb fit`; with `stage1_only` (`llb purify`) stops after writing the screening results.
@@ -38,6 +45,10 @@ pub(crate) fn run(args: &FitArgs, stage1_only: bool, device: &Device) -> anyhow:
     if stage1_only {
         anyhow::ensure!(settings.purify.is_some(), "`llb purify` runs stage 1: drop --no-purify");
     }
+    let decisions = args.decisions.as_deref().map(review::load_decisions).transpose()?;
+    if decisions.is_some() && settings.purify.is_none() {
+        return Err(bad("--decisions overrule stage 1's selection: drop --no-purify"));
+    }
     let extractor = ctx.extractor(&settings.encoder)?;
     let train = extractor.extract(&dataset.train, args.on_bad_image)?;
     let groups = groups_of(&dataset.train, &train.ids);
@@ -47,10 +58,38 @@ pub(crate) fn run(args: &FitArgs, stage1_only: bool, device: &Device) -> anyhow:
         serde_json::to_string(extractor.key())?
     );
     let resume = ctx.assets.root().join("stage1");
-    let screening = screen(&train, &groups, &settings, &cache_key, Some(&resume))?;
+    let size = extractor.image_size_px();
+    let mut maps = ReviewMaps::new(&train.ids, (size, size));
+    let mut screening =
+        screen_observed(&train, &groups, &settings, &cache_key, Some(&resume), Some(&mut maps))?;
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
-    write_screening(&args.out, &dataset, screening.as_ref())?;
+    // A person's decisions overrule the rule's selection before anything is written or fitted.
+    let rule_selection = screening.as_ref().map(|s| s.purification.selection.clone());
+    let record = match (&mut screening, &decisions) {
+        (Some(s), Some(d)) => {
+            let decided = s.purification.selection.apply_decisions(&s.purification.fused, d)?;
+            let record = DecisionsRecord::new(d, &s.purification.selection, &decided);
+            s.purification.selection = decided;
+            Some(record)
+        }
+        _ => None,
+    };
+    write_screening(&args.out, &dataset, screening.as_ref(), decisions.as_ref())?;
+    let mut review_page = None;
+    if let (Some(s), Some(rule)) = (&screening, &rule_selection) {
+        let input = ReviewInput {
+            title: dataset.category.clone(),
+            detector: detector_kind(&settings.detector)?,
+            table: &s.table,
+            purification: &s.purification,
+            rule_selection: rule,
+            decisions: decisions.as_ref(),
+            samples: &dataset.train,
+        };
+        review_page = Some(review::write_review_page(&args.out, &input, Some(&maps))?);
+    }
+    drop(maps);
     if !train.failures.is_empty() {
         let failures: BTreeMap<String, String> =
             train.failures.iter().map(|(id, reason)| (id.to_string(), reason.clone())).collect();
@@ -60,44 +99,139 @@ pub(crate) fn run(args: &FitArgs, stage1_only: bool, device: &Device) -> anyhow:
         "out": args.out,
         "n_train": train.ids.len(),
         "n_skipped": train.failures.len(),
+        "review": review_page,
     });
     if let Some(s) = &screening {
         summary["n_kept"] = s.purification.selection.kept.len().into();
         summary["n_dropped"] = s.purification.selection.dropped.len().into();
     }
-    if !stage1_only {
-        let fitted = fit_final(&train, &settings, screening)?;
-        let threshold = calibrate_threshold(&train, &fitted.kept, &settings)?;
-        let card = ModelCard {
-            format: 1,
-            settings,
-            weights_sha256: extractor.key().weights_sha256.clone(),
-            threshold,
-            n_train: train.ids.len(),
-            n_kept: fitted.kept.len(),
+    if stage1_only {
+        if let (Some(record), Some(s), Some(rule)) = (record, &screening, &rule_selection) {
+            let outcome = |n_kept| review::Outcome { n_kept, model: None };
+            let outcomes = (outcome(rule.kept.len()), outcome(s.purification.selection.kept.len()));
+            let applied = review::compare_decisions(
+                record,
+                &s.purification.fused,
+                rule,
+                outcomes,
+                &train,
+                &settings,
+            )?;
+            summary["decisions"] = decisions_summary(&args.out, &applied)?;
+        }
+        println!("{summary}");
+        return Ok(());
+    }
+    // The rule's own fit, to report what the decisions changed (only when they change the set).
+    let baseline = match (&record, &screening, &rule_selection) {
+        (Some(record), Some(s), Some(rule)) if record.changes_kept_set() => {
+            let purification =
+                Purification { fused: s.purification.fused.clone(), selection: rule.clone() };
+            let rule_screening = Screening { table: s.table.clone(), purification };
+            let fitted = fit_final(&train, &settings, Some(rule_screening))?;
+            let threshold = calibrate_threshold(&train, &fitted.kept, &settings)?;
+            Some((fitted, threshold))
+        }
+        _ => None,
+    };
+    let mut fitted = fit_final(&train, &settings, screening)?;
+    let threshold = calibrate_threshold(&train, &fitted.kept, &settings)?;
+    name_bank_images(&mut fitted.model, &fitted.kept)?;
+    let card = ModelCard {
+        format: 1,
+        settings,
+        weights_sha256: extractor.key().weights_sha256.clone(),
+        threshold,
+        n_train: train.ids.len(),
+        n_kept: fitted.kept.len(),
+        decisions: record.clone(),
+    };
+    let detector_card = llb_detect::ModelCard {
+        encoder: extractor.key().encoder.clone(),
+        encoder_weights_sha256: extractor.key().weights_sha256.clone(),
+        input_spec: extractor.input_spec(),
+        image_size_px: [extractor.image_size_px(); 2],
+        image_score_rule: card.settings.test_score,
+        image_score_threshold: Some(threshold),
+    };
+    model_dir::save(&args.out, &card, &detector_card, &fitted.model)?;
+    write_training_images(&args.out, &dataset)?;
+    summary["n_kept"] = fitted.kept.len().into();
+    summary["threshold"] = threshold.into();
+    if let (Some(record), Some(s), Some(rule)) = (record, &fitted.screening, &rule_selection) {
+        let after =
+            review::Outcome { n_kept: fitted.kept.len(), model: Some((&fitted.model, threshold)) };
+        let before = match &baseline {
+            Some((b, t)) => review::Outcome { n_kept: b.kept.len(), model: Some((&b.model, *t)) },
+            None => review::Outcome {
+                n_kept: fitted.kept.len(),
+                model: Some((&fitted.model, threshold)),
+            },
         };
-        let detector_card = llb_detect::ModelCard {
-            encoder: extractor.key().encoder.clone(),
-            encoder_weights_sha256: extractor.key().weights_sha256.clone(),
-            input_spec: extractor.input_spec(),
-            image_size_px: [extractor.image_size_px(); 2],
-            image_score_rule: card.settings.test_score,
-            image_score_threshold: Some(threshold),
-        };
-        model_dir::save(&args.out, &card, &detector_card, &fitted.model)?;
-        summary["n_kept"] = fitted.kept.len().into();
-        summary["threshold"] = threshold.into();
+        let applied = review::compare_decisions(
+            record,
+            &s.purification.fused,
+            rule,
+            (before, after),
+            &train,
+            &card.settings,
+        )?;
+        summary["decisions"] = decisions_summary(&args.out, &applied)?;
     }
     println!("{summary}");
     Ok(())
 }
 
-/// Writes the stage-1 outputs: the score table, `purification.csv` (most suspicious first), the
-/// fused-score histogram and, when hidden labels exist, the purity report.
+/// A detector's kind as its settings name it (`patchcore`, `softpatch`, `dinomaly`).
+fn detector_kind(detector: &impl serde::Serialize) -> anyhow::Result<String> {
+    let value = serde_json::to_value(detector)?;
+    Ok(value["kind"].as_str().unwrap_or("detector").to_string())
+}
+
+/// Writes `decisions-applied.json` and returns the summary line's part about it.
+fn decisions_summary(
+    out: &Path,
+    applied: &review::DecisionsApplied,
+) -> anyhow::Result<serde_json::Value> {
+    model_dir::write_json(&out.join(review::DECISIONS_APPLIED), applied)?;
+    Ok(serde_json::json!({
+        "n_decisions": applied.record.decisions.len(),
+        "kept_added": applied.record.kept_added,
+        "kept_removed": applied.record.kept_removed,
+        "n_kept_before": applied.n_kept_before,
+        "n_kept_after": applied.n_kept_after,
+        "threshold_before": applied.threshold_before,
+        "threshold_after": applied.threshold_after,
+    }))
+}
+
+/// Names the images a memory bank was built from, so that `llb predict` can show the training
+/// patch a test patch was compared with (`kept` is the order the final model was fitted in).
+fn name_bank_images(model: &mut FittedDetector, kept: &[SampleId]) -> anyhow::Result<()> {
+    match model {
+        FittedDetector::Patchcore(m) => m.name_training_images(kept)?,
+        FittedDetector::Softpatch(m) => m.name_training_images(kept)?,
+        FittedDetector::Dinomaly(_) => {}
+    }
+    Ok(())
+}
+
+/// Writes `training_images.json` (sample id → image path): where `llb predict`'s report finds
+/// the training images a model's memory-bank patches came from.
+fn write_training_images(out: &Path, dataset: &Dataset) -> anyhow::Result<()> {
+    let paths: BTreeMap<&SampleId, &Path> =
+        dataset.train.iter().map(|s| (&s.id, s.image_path.as_path())).collect();
+    model_dir::write_json(&out.join(review::TRAINING_IMAGES), &paths)
+}
+
+/// Writes the stage-1 outputs: the score table, `purification.csv` (most suspicious first, with
+/// the final verdict and any decision that set it), the fused-score histogram and, when hidden
+/// labels exist, the purity report.
 pub(crate) fn write_screening(
     out: &Path,
     dataset: &Dataset,
     screening: Option<&Screening>,
+    decisions: Option<&Decisions>,
 ) -> anyhow::Result<()> {
     let Some(screening) = screening else { return Ok(()) };
     screening.table.save_csv(&out.join("score_table.csv"))?;
@@ -111,11 +245,13 @@ pub(crate) fn write_screening(
         .map(|(id, score)| {
             let path = path_of.get(id).map(|p| p.display().to_string()).unwrap_or_default();
             let verdict = if kept.contains(id) { "kept" } else { "dropped" };
-            (score, format!("{},{},{score},{verdict}", csv_field(id.as_str()), csv_field(&path)))
+            let decision = decisions.and_then(|d| d.by_id.get(id)).map_or("", |d| d.as_str());
+            let (id, path) = (csv_field(id.as_str()), csv_field(&path));
+            (score, format!("{id},{path},{score},{verdict},{decision}"))
         })
         .collect();
     rows.sort_by(|a, b| b.0.total_cmp(&a.0));
-    let mut csv = String::from("sample_id,path,fused_score,verdict\n");
+    let mut csv = String::from("sample_id,path,fused_score,verdict,decision\n");
     for (_, line) in rows {
         csv.push_str(&line);
         csv.push('\n');

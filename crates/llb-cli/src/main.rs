@@ -12,6 +12,8 @@ mod overlay;
 mod pipeline;
 mod plot;
 mod predict_cmd;
+mod review;
+mod review_cmd;
 
 fn main() -> std::process::ExitCode {
     cli::main()

@@ -22,12 +22,7 @@ pub(crate) fn overlay_png(
     let span = (high - low).max(f32::EPSILON);
     for (x, y, pixel) in canvas.enumerate_pixels_mut() {
         let t = ((map[(y * size + x) as usize] - low) / span).clamp(0.0, 1.0);
-        let colour = jet(t);
-        let alpha = 0.15 + 0.6 * t;
-        let under = base.get_pixel(x, y);
-        *pixel = Rgb(std::array::from_fn(|c| {
-            (under[c] as f32 * (1.0 - alpha) + colour[c] * alpha).round() as u8
-        }));
+        *pixel = blend(base.get_pixel(x, y), t);
     }
     let mut bytes = Vec::new();
     canvas
@@ -35,6 +30,16 @@ pub(crate) fn overlay_png(
         .context("encoding the overlay PNG")?;
     llb_assets::write_atomic(out, &bytes).with_context(|| format!("writing {}", out.display()))?;
     Ok(())
+}
+
+/// A photo pixel under the heat colour of `t` in `[0, 1]` (0 = the scale's low end, 1 = its
+/// high end): the "jet" colour, more opaque the hotter it is.
+pub(crate) fn blend(under: &Rgb<u8>, t: f32) -> Rgb<u8> {
+    let colour = jet(t);
+    let alpha = 0.15 + 0.6 * t;
+    Rgb(std::array::from_fn(|c| {
+        (under[c] as f32 * (1.0 - alpha) + colour[c] * alpha).round() as u8
+    }))
 }
 
 /// The "jet" colour map: blue → cyan → yellow → red for `t` in `[0, 1]`.

@@ -1,6 +1,8 @@
-//! `llb predict`: scores, verdicts, heat-map overlays and (optionally) raw maps for new images.
+//! `llb predict`: scores, verdicts, heat-map overlays, the report page and (optionally) raw maps
+//! for new images.
 
 use crate::pipeline::{OnBadImage, RunContext, for_each_scored, model_dir};
+use crate::review;
 use anyhow::Context;
 use candle_core::Device;
 use llb_data::Sample;
@@ -16,7 +18,7 @@ pub(crate) struct PredictArgs {
     /// An image file, or a folder of images (searched recursively).
     #[arg(long)]
     pub(crate) input: PathBuf,
-    /// Output folder: `scores.csv` and `overlays/`.
+    /// Output folder: `scores.csv`, `overlays/` and `report.html`.
     #[arg(long)]
     pub(crate) out: PathBuf,
     /// Decision threshold on the image score (default: the model's unsupervised threshold).
@@ -56,6 +58,7 @@ pub(crate) fn run(args: &PredictArgs, device: &Device) -> anyhow::Result<()> {
     }
     let mut csv = String::from("sample_id,path,anomaly_score,verdict\n");
     let mut n_anomalous = 0;
+    let mut report_rows = Vec::with_capacity(features.ids.len());
     for_each_scored(&model, card.settings.test_score, &features, size, |id, score, map| {
         let anomalous = score > threshold;
         n_anomalous += usize::from(anomalous);
@@ -74,15 +77,32 @@ pub(crate) fn run(args: &PredictArgs, device: &Device) -> anyhow::Result<()> {
         if args.save_maps {
             write_npy(&args.out.join("maps").join(format!("{stem}.npy")), &map, size)?;
         }
+        report_rows.push(review::ReportRow {
+            id: id.to_string(),
+            score,
+            anomalous,
+            overlay: review::url_path(&format!("overlays/{stem}.png")),
+            nearest: None,
+        });
         Ok(())
     })?;
     llb_assets::write_atomic(&args.out.join("scores.csv"), csv.as_bytes())?;
+    let anomalous_rows: Vec<u32> =
+        report_rows.iter().zip(0..).filter(|(r, _)| r.anomalous).map(|(_, i)| i).collect();
+    let nearest = review::nearest_patches(&model, &features, &anomalous_rows)?
+        .map(|patches| {
+            let ids = anomalous_rows.iter().map(|&i| features.ids[i as usize].clone());
+            ids.zip(patches).collect()
+        })
+        .unwrap_or_default();
+    review::write_report_page(&args.out, &args.model, &model, threshold, report_rows, nearest)?;
     let summary = serde_json::json!({
         "n_images": features.ids.len(),
         "n_skipped": features.failures.len(),
         "n_anomalous": n_anomalous,
         "threshold": threshold,
         "scores": args.out.join("scores.csv"),
+        "report": args.out.join(review::REPORT_PAGE),
     });
     println!("{summary}");
     Ok(())

@@ -16,6 +16,9 @@
 //!   StableAdamW); [`DinomalyTrainer`] trains step by step with bit-identical resume from
 //!   checkpoints. Maps: per-group `1 − cos` summed, bilinear upsampling with
 //!   `align_corners = true`, Gaussian blur with configurable radius and padding.
+//! - [`BankProvenance`]: the training image and grid cell behind each memory-bank patch, saved
+//!   with the model; [`PatchCore::nearest_training_patches`] names the training patch a test
+//!   image's most anomalous patch was compared with.
 //! - [`ModelCard`] / [`SavedModel`]: save and load (safetensors + JSON with encoder, weights
 //!   checksum, preprocessing and threshold); [`load_detector`] loads any kind.
 //!
@@ -52,7 +55,10 @@ pub use dinomaly::{
     LrSchedule, MapConfig, OptimizerConfig, TrainingLength, WeightInit,
 };
 pub use error::{Error, Result};
-pub use patchcore::{BankSampling, PatchCore, PatchCoreConfig, PatchScore};
+pub use patchcore::{
+    BankProvenance, BankSampling, NearestTrainingPatch, PROVENANCE_FILE, PatchCore, PatchCoreConfig,
+    PatchScore, PatchSource,
+};
 pub use saved::{
     DetectorState, FORMAT_VERSION, MODEL_CARD_FILE, MODEL_TENSORS_FILE, ModelCard, SavedModel,
     load_detector, model_files,

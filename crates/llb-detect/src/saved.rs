@@ -5,9 +5,11 @@
 //! written atomically (temporary file, then rename), tensors first, so a crash leaves either
 //! the old model, or a JSON file whose checksum does not match (a load error), never a silently
 //! mixed model. Loading restores the exact f32 bits, so a loaded model scores bit-identically.
+//! Memory-bank models also write [`PROVENANCE_FILE`](crate::PROVENANCE_FILE) (where each bank
+//! patch came from), tied to the tensors' checksum; a folder without it loads without provenance.
 
 use crate::dinomaly::{DinomalyConfig, DinomalyModel, FeatureShape};
-use crate::patchcore::{PatchCore, PatchCoreConfig};
+use crate::patchcore::{PatchCore, PatchCoreConfig, load_provenance, save_provenance};
 use crate::softpatch::{SoftPatch, SoftPatchConfig};
 use crate::{Detector, Error, ImageScoreRule, Result};
 use candle_core::{DType, Device, Tensor};
@@ -128,7 +130,8 @@ impl PatchCore {
             let images = Tensor::from_slice(images, images.len(), self.bank().device())?;
             tensors.insert("bank_images".to_string(), images);
         }
-        write(dir, card, detector, tensors)
+        let sha = write(dir, card, detector, tensors)?;
+        save_provenance(dir, self.provenance(), &sha)
     }
 
     /// Loads a PatchCore model saved by [`PatchCore::save`] onto `device`.
@@ -156,9 +159,11 @@ impl PatchCore {
                     }
                     None => None,
                 };
-                let model = Self::from_parts(config, bank, grid.into(), images).map_err(|e| {
+                let mut model = Self::from_parts(config, bank, grid.into(), images).map_err(|e| {
                     Error::BadModel { path: dir.to_path_buf(), reason: e.to_string() }
                 })?;
+                model.inner.provenance =
+                    load_provenance(dir, &saved.tensors_sha256, model.bank_len(), model.grid())?;
                 Ok((model, saved.card))
             }
             other => Err(wrong_kind(dir, "patchcore", &other)),
@@ -178,7 +183,8 @@ impl SoftPatch {
         if let Some(w) = self.bank_weights() {
             tensors.insert("bank_weights".to_string(), w.clone());
         }
-        write(dir, card, detector, tensors)
+        let sha = write(dir, card, detector, tensors)?;
+        save_provenance(dir, self.provenance(), &sha)
     }
 
     /// Loads a SoftPatch model saved by [`SoftPatch::save`] onto `device`.
@@ -196,7 +202,10 @@ impl SoftPatch {
                     None
                 };
                 check_bank(&bank, weights.as_ref(), grid, dir)?;
-                Ok((Self::from_parts(config, bank, weights, grid.into(), 0)?, saved.card))
+                let mut model = Self::from_parts(config, bank, weights, grid.into(), 0)?;
+                model.inner.provenance =
+                    load_provenance(dir, &saved.tensors_sha256, model.bank_len(), model.grid())?;
+                Ok((model, saved.card))
             }
             other => Err(wrong_kind(dir, "softpatch", &other)),
         }
@@ -214,7 +223,7 @@ impl DinomalyModel {
             feature_shape: self.feature_shape(),
             iterations_trained: self.iterations_trained(),
         };
-        write(dir, card, detector, self.weights().clone())
+        write(dir, card, detector, self.weights().clone()).map(|_| ())
     }
 
     /// Loads a Dinomaly model saved by [`DinomalyModel::save`] onto `device`.
@@ -276,12 +285,13 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     std::fs::rename(&tmp, path).map_err(io(path))
 }
 
+/// Writes the tensors, then the JSON file; returns the tensors' SHA-256.
 fn write(
     dir: &Path,
     card: &ModelCard,
     detector: DetectorState,
     tensors: BTreeMap<String, Tensor>,
-) -> Result<()> {
+) -> Result<String> {
     std::fs::create_dir_all(dir).map_err(|source| Error::Io { path: dir.to_path_buf(), source })?;
     let tensors_path = dir.join(MODEL_TENSORS_FILE);
     let cpu: Vec<(String, Tensor)> = tensors
@@ -293,18 +303,19 @@ fn write(
             Error::BadModel { path: tensors_path.clone(), reason: format!("cannot serialise: {e}") }
         })?;
     write_atomic(&tensors_path, &bytes)?;
+    let tensors_sha256 = sha256_hex(&bytes);
     let saved = SavedModel {
         format_version: FORMAT_VERSION,
         card: card.clone(),
         detector,
-        tensors_sha256: sha256_hex(&bytes),
+        tensors_sha256: tensors_sha256.clone(),
     };
     let json_path = dir.join(MODEL_CARD_FILE);
     let json = serde_json::to_vec_pretty(&saved)
         .map_err(|source| Error::Json { path: json_path.clone(), source })?;
     write_atomic(&json_path, &json)?;
     tracing::info!(dir = %dir.display(), "saved model");
-    Ok(())
+    Ok(tensors_sha256)
 }
 
 fn read(

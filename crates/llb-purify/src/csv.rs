@@ -154,11 +154,11 @@ fn push_field(out: &mut String, field: &str) {
 }
 
 /// One CSV record: the 1-based line it starts on and its fields.
-type Record = (usize, Vec<String>);
+pub(crate) type Record = (usize, Vec<String>);
 
 /// Splits CSV text into records of fields, each with the 1-based line it starts on.
 /// Accepts `\n` and `\r\n` line ends.
-fn parse_records(text: &str) -> std::result::Result<Vec<Record>, (usize, String)> {
+pub(crate) fn parse_records(text: &str) -> std::result::Result<Vec<Record>, (usize, String)> {
     let mut records = Vec::new();
     let mut fields = Vec::new();
     let mut field = String::new();

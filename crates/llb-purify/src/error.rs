@@ -161,6 +161,14 @@ pub enum Error {
         /// The sub-model.
         model: String,
     },
+    /// A decisions file names a sample that is not among the scored training samples.
+    #[error("{}: sample `{sample_id}` is not a training sample of this fit", .path.display())]
+    UnknownDecision {
+        /// The decisions file.
+        path: PathBuf,
+        /// The unknown sample.
+        sample_id: SampleId,
+    },
     /// Reading or writing a file failed.
     #[error("{}: {source}", .path.display())]
     Io {

@@ -17,6 +17,8 @@
 //! - Selection: the [`Selector`] trait, the [`BuiltinSelector`] enum (`keep-fraction(t)` — the
 //!   paper's rule —, `mad(z)`, `gmm-split`) and a [`SelectorRegistry`].
 //! - [`PurifyConfig`] with presets named after their source, and [`purify`].
+//! - [`Decisions`]: a person's keep / drop calls from a `decisions.csv`, applied to a selection by
+//!   [`Selection::apply_decisions`].
 //!
 //! Invariants:
 //! - sample ids travel with every score; no rule ever relies on row positions;
@@ -84,6 +86,7 @@
 
 mod config;
 mod csv;
+mod decisions;
 mod error;
 mod fused;
 mod fusion;
@@ -101,6 +104,7 @@ mod tests;
 
 pub use config::{Purification, PurifyConfig, purify};
 pub use csv::SCORE_CSV_HEADER;
+pub use decisions::{DECISIONS_CSV_HEADER, Decision, Decisions};
 pub use error::{Error, Result};
 pub use fused::FusedScores;
 pub use fusion::{Aggregator, BuiltinAggregator};

@@ -6,7 +6,8 @@
 //! that `llb-purify` fuses and filters.
 //!
 //! Main items: [`Partition`] (seeded random or group-aware blocks), [`run_stage1`] with its
-//! [`Stage1Config`] and [`TrainingSet`], [`Stage1Output`].
+//! [`Stage1Config`] and [`TrainingSet`], [`Stage1Output`]; [`run_stage1_observed`] also shows
+//! every anomaly map to a [`MapObserver`].
 //!
 //! Invariants:
 //! - ids travel with their scores; the partition does not depend on the input order;
@@ -15,6 +16,7 @@
 //! - a resumed run gives the same table as an uninterrupted one.
 
 mod error;
+mod observer;
 mod partition;
 mod resume;
 mod stage1;
@@ -22,5 +24,8 @@ mod stage1;
 mod tests;
 
 pub use error::{Error, Result};
+pub use observer::MapObserver;
 pub use partition::{Partition, PartitionConfig, PartitionMode};
-pub use stage1::{Stage1Config, Stage1Output, TrainingSet, run_stage1, select_rows};
+pub use stage1::{
+    Stage1Config, Stage1Output, TrainingSet, run_stage1, run_stage1_observed, select_rows,
+};

@@ -121,6 +121,46 @@ impl ResumeStore {
     }
 }
 
+impl ResumeStore {
+    fn maps_path(&self, block: usize) -> PathBuf {
+        self.dir.join(format!("submodel-{block}.maps"))
+    }
+
+    /// The header of a maps file: magic, this store's fingerprint, the block.
+    fn maps_header(&self, block: usize) -> String {
+        format!("llb-stage1-maps 1 {} {block}\n", self.fingerprint)
+    }
+
+    /// The observer's bytes for sub-model `block`, if a previous run stored them.
+    pub(crate) fn load_maps(&self, block: usize) -> Result<Option<Vec<u8>>> {
+        let path = self.maps_path(block);
+        let bytes = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(Error::Io { path, source }),
+        };
+        let header = self.maps_header(block);
+        match bytes.strip_prefix(header.as_bytes()) {
+            Some(body) => Ok(Some(body.to_vec())),
+            None => Err(Error::Cache {
+                path,
+                message: "written by another run (fingerprint or block differ); delete it".into(),
+            }),
+        }
+    }
+
+    /// Stores the observer's bytes for sub-model `block` (temp file + rename); called before the
+    /// block's scores are saved, so cached scores never lack the maps their run produced.
+    pub(crate) fn save_maps(&self, block: usize, body: &[u8]) -> Result<()> {
+        let path = self.maps_path(block);
+        let mut bytes = self.maps_header(block).into_bytes();
+        bytes.extend_from_slice(body);
+        let tmp = path.with_extension("maps.tmp");
+        std::fs::write(&tmp, bytes).map_err(|source| Error::Io { path: tmp.clone(), source })?;
+        std::fs::rename(&tmp, &path).map_err(|source| Error::Io { path, source })
+    }
+}
+
 /// 64-bit FNV-1a: a stable, dependency-free fingerprint (not a security hash).
 fn fnv1a64(bytes: &[u8]) -> u64 {
     bytes

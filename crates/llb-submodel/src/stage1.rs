@@ -2,7 +2,7 @@
 //! sub-model into a [`ScoreTable`].
 
 use crate::resume::ResumeStore;
-use crate::{Error, Partition, PartitionConfig, Result};
+use crate::{Error, MapObserver, Partition, PartitionConfig, Result};
 use candle_core::{IndexOp, Tensor};
 use llb_detect::{Detector, Fit, ImageScoreRule};
 use llb_purify::{ScoreCell, ScoreTable};
@@ -93,6 +93,22 @@ pub fn run_stage1<F: Fit>(
     cache_key: &str,
     resume_dir: Option<&Path>,
 ) -> Result<Stage1Output> {
+    run_stage1_observed(fit, train, config, cache_key, resume_dir, None)
+}
+
+/// [`run_stage1`], showing every anomaly map it computes to `observer` (see [`MapObserver`]);
+/// with `resume_dir`, what the observer returns per sub-model is cached beside its scores.
+///
+/// # Errors
+/// As [`run_stage1`].
+pub fn run_stage1_observed<F: Fit>(
+    fit: &F,
+    train: &TrainingSet<'_>,
+    config: &Stage1Config,
+    cache_key: &str,
+    resume_dir: Option<&Path>,
+    mut observer: Option<&mut dyn MapObserver>,
+) -> Result<Stage1Output> {
     let n = check_training_set(train)?;
     let samples: Vec<(SampleId, Option<GroupId>)> =
         train.ids.iter().cloned().zip(train.groups.iter().cloned()).collect();
@@ -110,6 +126,9 @@ pub fn run_stage1<F: Fit>(
         let _span = tracing::info_span!("submodel", block, n_fit = members.len()).entered();
         if let Some(scores) = store.as_ref().map(|s| s.load(block)).transpose()?.flatten() {
             tracing::info!(block, "reusing cached sub-model scores");
+            if let (Some(observer), Some(store)) = (observer.as_deref_mut(), &store) {
+                observer.resume_block(block, store.load_maps(block)?);
+            }
             columns.push(scores);
             continue;
         }
@@ -127,8 +146,19 @@ pub fn run_stage1<F: Fit>(
         let subset = select_rows(train.layers, &rows)?;
         let model =
             fit.fit(&fitted, &subset).map_err(|source| Error::Detector { block, source })?;
-        let scores = score_all(&model, train, config, block)?;
+        let members: std::collections::BTreeSet<&SampleId> = members.iter().collect();
+        let mut visit = |row: usize, map: &[f32]| {
+            if let Some(observer) = observer.as_deref_mut() {
+                let id = &train.ids[row];
+                observer.observe(block, id, members.contains(id), map);
+            }
+        };
+        let scores = score_all(&model, train, config, block, &mut visit)?;
+        let saved_maps = observer.as_deref_mut().and_then(|o| o.finish_block(block));
         if let Some(store) = &store {
+            if let Some(bytes) = &saved_maps {
+                store.save_maps(block, bytes)?;
+            }
             store.save(block, &scores)?;
         }
         columns.push(scores);
@@ -193,12 +223,14 @@ pub fn select_rows(layers: &[Tensor], rows: &[u32]) -> Result<Vec<Tensor>> {
     Ok(layers.iter().map(|l| l.index_select(&index, 0)).collect::<candle_core::Result<_>>()?)
 }
 
-/// Image scores of every training sample under one sub-model, in the order of `train.ids`.
+/// Image scores of every training sample under one sub-model, in the order of `train.ids`;
+/// `visit(row, map)` sees each sample's anomaly map.
 fn score_all<D: Detector>(
     model: &D,
     train: &TrainingSet<'_>,
     config: &Stage1Config,
     block: usize,
+    visit: &mut dyn FnMut(usize, &[f32]),
 ) -> Result<Vec<f32>> {
     let n = train.ids.len();
     let batch = config.batch_size.max(1);
@@ -216,6 +248,7 @@ fn score_all<D: Detector>(
         tracing::debug!(block, start, len, "scored batch");
         for i in 0..len {
             let map: Vec<f32> = maps.i(i)?.flatten_all()?.to_vec1()?;
+            visit(start + i, &map);
             let score = config.screening_score.image_score(&map).unwrap_or(f32::NAN);
             if !score.is_finite() {
                 return Err(Error::NonFinite {

@@ -1,6 +1,9 @@
 //! Stage-1 tests with a toy detector: distance of each patch to the mean training patch.
 
-use crate::{PartitionConfig, PartitionMode, Stage1Config, TrainingSet, run_stage1};
+use crate::{
+    MapObserver, PartitionConfig, PartitionMode, Stage1Config, TrainingSet, run_stage1,
+    run_stage1_observed,
+};
 use candle_core::{Device, Tensor};
 use llb_detect::{Detector, Fit, ImageScoreRule};
 use llb_types::{GroupId, SampleId};
@@ -169,6 +172,77 @@ fn a_submodel_sees_its_block_whatever_the_input_order() {
         rows
     };
     assert_eq!(sorted(&a.table), sorted(&b.table));
+}
+
+/// Records what stage 1 shows it: `(block, sample, in_subset, map length)` and the blocks
+/// finished and resumed; `finish_block` returns the block's observation count as bytes.
+#[derive(Default)]
+struct Recorder {
+    seen: Vec<(usize, SampleId, bool, usize)>,
+    finished: Vec<usize>,
+    resumed: Vec<(usize, Option<Vec<u8>>)>,
+}
+
+impl MapObserver for Recorder {
+    fn observe(&mut self, block: usize, sample: &SampleId, in_subset: bool, map: &[f32]) {
+        self.seen.push((block, sample.clone(), in_subset, map.len()));
+    }
+    fn finish_block(&mut self, block: usize) -> Option<Vec<u8>> {
+        self.finished.push(block);
+        let n = self.seen.iter().filter(|s| s.0 == block).count();
+        Some(format!("block {block}: {n} maps").into_bytes())
+    }
+    fn resume_block(&mut self, block: usize, saved: Option<Vec<u8>>) {
+        self.resumed.push((block, saved));
+    }
+}
+
+#[test]
+fn the_observer_sees_every_map_once_and_gets_its_bytes_back_on_resume() {
+    let (ids, groups, layer) = training_set(10);
+    let layers = [layer];
+    let content = contents(10);
+    let train = TrainingSet {
+        ids: &ids,
+        content_sha256: &content,
+        groups: &groups,
+        fit_mask: None,
+        layers: &layers,
+        image_size_px: (3, 3),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let fit = MeanPatch { fits: AtomicUsize::new(0) };
+    let mut first = Recorder::default();
+    let out =
+        run_stage1_observed(&fit, &train, &config(2), "toy", Some(dir.path()), Some(&mut first))
+            .unwrap();
+    let block_of = out.partition.block_of();
+    let mut expected: Vec<_> = (0..2)
+        .flat_map(|j| ids.iter().map(move |id| (j, id.clone())))
+        .map(|(j, id)| (j, id.clone(), block_of[&id] == j, 9))
+        .collect();
+    let mut seen = first.seen.clone();
+    expected.sort();
+    seen.sort();
+    assert_eq!(seen, expected);
+    assert_eq!((first.finished, first.resumed.len()), (vec![0, 1], 0));
+
+    let mut second = Recorder::default();
+    let again =
+        run_stage1_observed(&fit, &train, &config(2), "toy", Some(dir.path()), Some(&mut second))
+            .unwrap();
+    assert_eq!(again.table, out.table);
+    assert!(second.seen.is_empty() && second.finished.is_empty(), "nothing recomputed");
+    let saved = |j: usize| Some(format!("block {j}: 10 maps").into_bytes());
+    assert_eq!(second.resumed, vec![(0, saved(0)), (1, saved(1))]);
+
+    // Scores cached by a run without an observer come back without maps.
+    let other = tempfile::tempdir().unwrap();
+    run_stage1(&fit, &train, &config(2), "toy", Some(other.path())).unwrap();
+    let mut third = Recorder::default();
+    run_stage1_observed(&fit, &train, &config(2), "toy", Some(other.path()), Some(&mut third))
+        .unwrap();
+    assert_eq!(third.resumed, vec![(0, None), (1, None)]);
 }
 
 #[test]

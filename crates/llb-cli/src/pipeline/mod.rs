@@ -11,7 +11,7 @@ mod settings;
 mod source;
 mod twostage;
 
-pub(crate) use backbone::DetectorSettings;
+pub(crate) use backbone::{DetectorSettings, FittedDetector};
 pub(crate) use context::RunContext;
 pub(crate) use evaluate::{Evaluation, evaluate, for_each_scored};
 pub(crate) use extract::{Extracted, Extractor, OnBadImage};
@@ -21,4 +21,5 @@ pub(crate) use settings::ModelArgs;
 pub(crate) use source::{DataArgs, groups_of};
 pub(crate) use twostage::{
     FitSettings, PurifySettings, Screening, TwoStage, calibrate_threshold, fit_final, screen,
+    screen_observed,
 };

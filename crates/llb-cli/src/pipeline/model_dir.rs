@@ -24,6 +24,10 @@ pub(crate) struct ModelCard {
     pub(crate) n_train: usize,
     /// Training images the final model was fitted on.
     pub(crate) n_kept: usize,
+    /// A person's decisions that overruled the selection rule (`llb fit --decisions`), and what
+    /// they changed; absent when none were given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) decisions: Option<crate::review::DecisionsRecord>,
 }
 
 const CARD: &str = "llb.json";

@@ -6,7 +6,7 @@ use super::extract::Extracted;
 use anyhow::Context;
 use llb_detect::{Detector, Fit, ImageScoreRule};
 use llb_purify::{AggregatorRegistry, Purification, ScoreTable, SelectorRegistry};
-use llb_submodel::{Stage1Config, TrainingSet, run_stage1};
+use llb_submodel::{MapObserver, Stage1Config, TrainingSet, run_stage1_observed};
 use llb_types::{GroupId, SampleId};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
@@ -114,6 +114,18 @@ pub(crate) fn screen(
     cache_key: &str,
     resume_dir: Option<&Path>,
 ) -> anyhow::Result<Option<Screening>> {
+    screen_observed(train, groups, settings, cache_key, resume_dir, None)
+}
+
+/// [`screen`], showing every stage-1 anomaly map to `maps` (see `llb_submodel::MapObserver`).
+pub(crate) fn screen_observed(
+    train: &Extracted,
+    groups: &[Option<GroupId>],
+    settings: &FitSettings,
+    cache_key: &str,
+    resume_dir: Option<&Path>,
+    mut maps: Option<&mut dyn MapObserver>,
+) -> anyhow::Result<Option<Screening>> {
     let Some(purify) = &settings.purify else { return Ok(None) };
     let size = settings.encoder.image_size_px as usize;
     let submodel = purify.submodel.as_ref().unwrap_or(&settings.detector);
@@ -132,8 +144,11 @@ pub(crate) fn screen(
             layers: &train.layers,
             image_size_px: (size, size),
         };
-        let out = run_stage1(submodel, &set, &purify.stage1, &cache_key, resume_dir)
-            .context("stage 1 (sub-models)")?;
+        // The maps shown for review are the last round's.
+        let observer = if round + 1 == purify.rounds.max(1) { maps.take() } else { None };
+        let out =
+            run_stage1_observed(submodel, &set, &purify.stage1, &cache_key, resume_dir, observer)
+                .context("stage 1 (sub-models)")?;
         let purification = llb_purify::purify(&out.table, aggregator.as_ref(), selector.as_ref())?;
         tracing::info!(
             round,

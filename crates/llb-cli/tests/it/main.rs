@@ -17,3 +17,9 @@ mod order;
 
 // `--device`: cpu works, malformed values and CUDA in a CPU-only build are input errors.
 mod device;
+
+// A headless Chromium driven over WebDriver (chromedriver), with the network off.
+mod browser;
+
+// `review.html` and `report.html` in that browser: verdicts, decisions exported and refitted.
+mod review;

@@ -4,6 +4,7 @@ use super::bank::Scoring;
 use super::bank::{MemoryBank, Nearest};
 use super::config::{BankSampling, PatchCoreConfig, PatchScore};
 use super::coreset::{coreset_size, coreset_start, greedy_coreset, project, random_rows};
+use super::provenance::BankProvenance;
 use crate::Result;
 use crate::detector::{Detector, Fit, ImageScoreRule, Scores, image_scores};
 use crate::map::MapSpec;
@@ -23,6 +24,8 @@ pub(crate) struct BankDetector {
     pub(crate) grid: (usize, usize),
     /// Blur of the upsampled maps, in pixels.
     pub(crate) blur_sigma_px: f64,
+    /// Where each bank row came from; `None` for models saved without it.
+    pub(crate) provenance: Option<BankProvenance>,
 }
 
 /// Patch scores of a batch, before upsampling.
@@ -143,7 +146,7 @@ impl PatchCore {
             }
         };
         let bank = MemoryBank::new(bank, None)?.with_scoring(scoring)?;
-        Ok(Self { config, inner: BankDetector { bank, grid, blur_sigma_px } })
+        Ok(Self { config, inner: BankDetector { bank, grid, blur_sigma_px, provenance: None } })
     }
 
     /// The training image (numbered in id order) of each bank row, when the scoring rule keeps
@@ -230,6 +233,9 @@ impl Fit for PatchCoreConfig {
                 Some(greedy_coreset(&projected, size, start)?)
             }
         };
+        let mut provenance =
+            BankProvenance::of_rows(patches.n_images, patches.grid, selected.as_deref());
+        provenance.name_images(&rows.ids)?;
         let selected = selected.unwrap_or_else(|| (0..n as u32).collect());
         let image_of: Vec<u32> = selected.iter().map(|&r| r / per_image as u32).collect();
         let len = selected.len();
@@ -239,7 +245,9 @@ impl Fit for PatchCoreConfig {
             patches.matrix.index_select(&Tensor::from_vec(selected, len, &device)?, 0)?
         };
         tracing::info!(bank = bank.dim(0)?, "patchcore memory bank");
-        PatchCore::from_parts(self.clone(), bank, patches.grid, Some(image_of))
+        let mut model = PatchCore::from_parts(self.clone(), bank, patches.grid, Some(image_of))?;
+        model.inner.provenance = Some(provenance);
+        Ok(model)
     }
 }
 

@@ -5,6 +5,7 @@ mod algorithm;
 mod bank;
 mod config;
 mod coreset;
+mod provenance;
 #[cfg(test)]
 pub(crate) mod test_data;
 #[cfg(test)]
@@ -16,3 +17,5 @@ pub(crate) use bank::MemoryBank;
 pub(crate) use config::config_error;
 pub use config::{BankSampling, PatchCoreConfig, PatchScore};
 pub(crate) use coreset::{coreset_size, coreset_start, greedy_coreset, project};
+pub use provenance::{BankProvenance, NearestTrainingPatch, PROVENANCE_FILE, PatchSource};
+pub(crate) use provenance::{load as load_provenance, save as save_provenance};

@@ -5,7 +5,7 @@ use super::outlier::{keep_mask, outlier_scores};
 use crate::detector::{Detector, Fit};
 use crate::order::in_id_order;
 use crate::patchcore::{
-    BankDetector, MemoryBank, coreset_size, coreset_start, greedy_coreset, project,
+    BankDetector, BankProvenance, MemoryBank, coreset_size, coreset_start, greedy_coreset, project,
 };
 use crate::patches::patch_matrix;
 use crate::{Error, Result};
@@ -88,7 +88,8 @@ impl SoftPatch {
             });
         }
         let blur_sigma_px = config.blur_sigma_px;
-        let inner = BankDetector { bank: MemoryBank::new(bank, weights)?, grid, blur_sigma_px };
+        let bank = MemoryBank::new(bank, weights)?;
+        let inner = BankDetector { bank, grid, blur_sigma_px, provenance: None };
         Ok(Self { config, inner, n_dropped })
     }
 }
@@ -139,12 +140,18 @@ impl Fit for SoftPatchConfig {
             picks.iter().map(|&p| kept[p as usize]).collect()
         };
         let weights: Vec<f32> = selected.iter().map(|&i| scores[i as usize].max(0.0)).collect();
+        let mut provenance =
+            BankProvenance::of_rows(patches.n_images, patches.grid, Some(&selected));
+        provenance.name_images(&rows.ids)?;
         let len = selected.len();
         let index = Tensor::from_vec(selected, len, &device)?;
         let bank = patches.matrix.index_select(&index, 0)?;
         let weights =
             if self.soft_weighting { Some(Tensor::from_vec(weights, len, &device)?) } else { None };
-        SoftPatch::from_parts(self.clone(), bank, weights, patches.grid, n_dropped)
+        let mut model =
+            SoftPatch::from_parts(self.clone(), bank, weights, patches.grid, n_dropped)?;
+        model.inner.provenance = Some(provenance);
+        Ok(model)
     }
 }
 

@@ -47,7 +47,8 @@ pub struct Selection {
     /// The ids removed as suspected anomalies.
     pub dropped: Vec<SampleId>,
     /// The cut: the largest fused score among kept samples. Every dropped sample scores ≥ `cut`
-    /// (equal only when a keep-count splits a tie, which is then broken by id).
+    /// (equal only when a keep-count splits a tie, which is then broken by id), unless a person
+    /// overruled the rule ([`Selection::apply_decisions`] keeps the rule's cut).
     pub cut: f32,
 }
 

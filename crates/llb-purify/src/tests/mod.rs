@@ -20,6 +20,7 @@ fn autotraits() {
     check::<crate::PurifyConfig>();
     check::<crate::PurityReport>();
     check::<crate::Histogram>();
+    check::<crate::Decisions>();
     check::<crate::Error>();
     check::<crate::AggregatorRegistry>();
     check::<crate::SelectorRegistry>();
