@@ -56,8 +56,8 @@ pub use dinomaly::{
 };
 pub use error::{Error, Result};
 pub use patchcore::{
-    BankProvenance, BankSampling, NearestTrainingPatch, PROVENANCE_FILE, PatchCore, PatchCoreConfig,
-    PatchScore, PatchSource,
+    BankProvenance, BankSampling, NearestTrainingPatch, PROVENANCE_FILE, PatchCore,
+    PatchCoreConfig, PatchScore, PatchSource,
 };
 pub use saved::{
     DetectorState, FORMAT_VERSION, MODEL_CARD_FILE, MODEL_TENSORS_FILE, ModelCard, SavedModel,

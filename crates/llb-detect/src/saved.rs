@@ -159,9 +159,10 @@ impl PatchCore {
                     }
                     None => None,
                 };
-                let mut model = Self::from_parts(config, bank, grid.into(), images).map_err(|e| {
-                    Error::BadModel { path: dir.to_path_buf(), reason: e.to_string() }
-                })?;
+                let mut model =
+                    Self::from_parts(config, bank, grid.into(), images).map_err(|e| {
+                        Error::BadModel { path: dir.to_path_buf(), reason: e.to_string() }
+                    })?;
                 model.inner.provenance =
                     load_provenance(dir, &saved.tensors_sha256, model.bank_len(), model.grid())?;
                 Ok((model, saved.card))
