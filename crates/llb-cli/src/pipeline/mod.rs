@@ -17,7 +17,7 @@ pub(crate) use evaluate::{Evaluation, evaluate, for_each_scored};
 pub(crate) use extract::{Extracted, Extractor, OnBadImage};
 pub(crate) use model_dir::ModelCard;
 pub(crate) use quality::ScreeningQuality;
-pub(crate) use settings::ModelArgs;
+pub(crate) use settings::{DEFAULT_SELECTION, ModelArgs};
 pub(crate) use source::{DataArgs, groups_of};
 pub(crate) use twostage::{
     FitSettings, PurifySettings, Screening, TwoStage, calibrate_threshold, fit_final, screen,
