@@ -142,7 +142,7 @@ pub fn convert_pth(pth_path: &Path, out_safetensors: &Path) -> Result<PthReport>
         .collect::<Result<Vec<_>>>()?;
     let bytes =
         safetensors::tensor::serialize(views, None).map_err(|e| safetensors_err(e.to_string()))?;
-    write_atomically(out_safetensors, &bytes)?;
+    crate::cache::write_atomic(out_safetensors, &bytes)?;
     tracing::info!(n_tensors = tensors.len(), n_float_elements, "converted checkpoint");
     Ok(PthReport {
         source: pth_path.to_path_buf(),
@@ -151,20 +151,5 @@ pub fn convert_pth(pth_path: &Path, out_safetensors: &Path) -> Result<PthReport>
         n_tensors: tensors.len(),
         n_float_elements,
         n_skipped,
-    })
-}
-
-/// Writes `bytes` to `path` through a temporary sibling file and a rename.
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    }
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(format!(".tmp-{}", std::process::id()));
-    let tmp = PathBuf::from(tmp);
-    std::fs::write(&tmp, bytes).map_err(|e| Error::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        Error::io(path, e)
     })
 }
