@@ -81,7 +81,12 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
     {
         let synced = File::open(dir).and_then(|d| d.sync_all());
         match synced {
-            Err(e) if !matches!(e.kind(), io::ErrorKind::InvalidInput | io::ErrorKind::Unsupported) => {
+            Err(e)
+                if !matches!(
+                    e.kind(),
+                    io::ErrorKind::InvalidInput | io::ErrorKind::Unsupported
+                ) =>
+            {
                 return Err(context(e, "syncing the folder", dir));
             }
             _ => {}
@@ -190,7 +195,9 @@ mod tests {
         let name = a.file_name().unwrap().to_str().unwrap();
         assert!(name.starts_with(&format!(".scores.csv.{}.", std::process::id())), "{name}");
         assert_eq!(parse_temp_name(name), Some(("scores.csv", std::process::id())));
-        for other in ["scores.csv", ".scores.csv.tmp", ".scores.csv.12.xyz.tmp", "..1.0123456789abcdef.tmp"] {
+        for other in
+            ["scores.csv", ".scores.csv.tmp", ".scores.csv.12.xyz.tmp", "..1.0123456789abcdef.tmp"]
+        {
             assert!(!is_temp_name(other), "{other}");
         }
     }

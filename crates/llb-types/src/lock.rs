@@ -95,7 +95,9 @@ mod tests {
     use std::time::Duration;
 
     fn lock_path(name: &str) -> PathBuf {
-        std::env::temp_dir().join(format!("llb-types-lock-{name}-{}", std::process::id())).join("x.lock")
+        std::env::temp_dir()
+            .join(format!("llb-types-lock-{name}-{}", std::process::id()))
+            .join("x.lock")
     }
 
     #[test]
@@ -118,7 +120,8 @@ mod tests {
         let waiter = {
             let path = path.clone();
             std::thread::spawn(move || {
-                let lock = FileLock::exclusive_or_wait(&path, || waiting.send(()).unwrap()).unwrap();
+                let lock =
+                    FileLock::exclusive_or_wait(&path, || waiting.send(()).unwrap()).unwrap();
                 acquired.send(()).unwrap();
                 drop(lock);
             })

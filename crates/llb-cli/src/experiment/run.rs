@@ -2,7 +2,7 @@
 //! manifest, with per-row resume, written as one JSON file of result rows.
 
 use super::dataset::{contaminated, load_clean};
-use super::log::{append_log, read_log, read_rows};
+use super::log::{append_log, lock_log, read_log, read_rows};
 use super::manifest::Manifest;
 use crate::pipeline::{
     Extracted, FitSettings, OnBadImage, RunContext, evaluate, fit_final, groups_of, model_dir,
@@ -107,6 +107,7 @@ pub(crate) fn run(args: &ExperimentArgs, device: &Device) -> anyhow::Result<()> 
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
     let log_path = args.out.join(format!("{}.rows.jsonl", manifest.name));
+    let _log_lock = lock_log(&log_path)?;
     let mut done = read_log(&log_path)?;
     let started = Instant::now();
     let resume = ctx.assets.root().join("stage1");
