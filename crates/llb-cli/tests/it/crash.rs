@@ -319,6 +319,7 @@ fn two_fits_on_one_cache_at_once_give_the_outputs_of_a_fit_alone() {
     let outs = [dir.path().join("out-a"), dir.path().join("out-b")];
     let children: Vec<_> =
         outs.iter().map(|out| command(&fit_args(&cache, out)).spawn().unwrap()).collect();
+    let (mut n_encoded, mut n_reused) = (0, 0);
     for (child, out) in children.into_iter().zip(&outs) {
         let result = child.wait_with_output().unwrap();
         let stderr = String::from_utf8_lossy(&result.stderr);
@@ -327,6 +328,15 @@ fn two_fits_on_one_cache_at_once_give_the_outputs_of_a_fit_alone() {
         let summary = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
         let got = Outputs { summary: summary_fields(summary), files: files(out, &|_, b| b) };
         assert!(got == *reference, "{} differs from the fit alone", out.display());
+        for line in stderr.lines() {
+            if line.contains("encoded batch") {
+                n_encoded += line.rsplit("n=").next().unwrap().trim().parse::<usize>().unwrap();
+            }
+            n_reused += usize::from(line.contains("reusing cached sub-model scores"));
+        }
     }
+    // The locks make the work happen once: each of the 16 training images is encoded by one
+    // process, and each of the 3 sub-models is fitted by one and reused by the other.
+    assert_eq!((n_encoded, n_reused), (16, 3));
     assert_eq!(temporaries(dir.path()), Vec::<PathBuf>::new(), "no partial file remains");
 }
