@@ -280,7 +280,12 @@ mod tests {
     #[test]
     fn an_unwritable_path_is_an_error_naming_it() {
         let histogram = Histogram { bins: vec![], cut: None };
-        let err = histogram_png(Path::new("/nonexistent-dir/h.png"), &histogram, "t").unwrap_err();
-        assert!(format!("{err:#}").contains("/nonexistent-dir/h.png"), "{err:#}");
+        let dir = tempfile::tempdir().unwrap();
+        // A regular file where a folder is needed.
+        let blocker = dir.path().join("file");
+        std::fs::write(&blocker, b"").unwrap();
+        let path = blocker.join("h.png");
+        let err = histogram_png(&path, &histogram, "t").unwrap_err();
+        assert!(format!("{err:#}").contains(&*path.to_string_lossy()), "{err:#}");
     }
 }

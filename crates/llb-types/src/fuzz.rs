@@ -228,8 +228,9 @@ pub struct Report {
     pub panics: Vec<(usize, String)>,
     /// The largest peak allocation of one parse, in bytes.
     pub max_peak_bytes: usize,
-    /// The largest peak of one parse per byte of its input.
-    pub max_peak_per_input_byte: f64,
+    /// The largest ratio of a parse's peak to the bound for its input length (at most 1 when
+    /// the parser keeps its promise).
+    pub max_peak_over_bound: f64,
     /// Inputs whose peak exceeded the parser's bound: `(index, input length, peak)`.
     pub over_bound: Vec<(usize, usize, usize)>,
     inputs: Vec<Vec<u8>>,
@@ -266,13 +267,13 @@ impl Report {
         }
         eprintln!(
             "fuzz {}: {} inputs, {} accepted, {} refused, 0 panics, 0 over the bound; \
-             largest peak {} bytes, at most {:.1} bytes per input byte",
+             largest peak {} bytes, at most {:.0} % of the bound",
             self.parser,
             self.n_inputs,
             self.n_accepted,
             self.n_rejected,
             self.max_peak_bytes,
-            self.max_peak_per_input_byte
+            100.0 * self.max_peak_over_bound
         );
     }
 }
@@ -307,7 +308,7 @@ pub fn run<E: std::fmt::Display>(
         n_rejected: 0,
         panics: Vec::new(),
         max_peak_bytes: 0,
-        max_peak_per_input_byte: 0.0,
+        max_peak_over_bound: 0.0,
         over_bound: Vec::new(),
         inputs: Vec::new(),
     };
@@ -327,9 +328,9 @@ pub fn run<E: std::fmt::Display>(
             }
         }
         report.max_peak_bytes = report.max_peak_bytes.max(peak);
-        let per_byte = peak as f64 / input.len().max(1) as f64;
-        report.max_peak_per_input_byte = report.max_peak_per_input_byte.max(per_byte);
-        if peak > bound(input.len()) {
+        let limit = bound(input.len());
+        report.max_peak_over_bound = report.max_peak_over_bound.max(peak as f64 / limit as f64);
+        if peak > limit {
             report.over_bound.push((i, input.len(), peak));
         }
     }

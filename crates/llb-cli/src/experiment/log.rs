@@ -221,4 +221,30 @@ mod tests {
         assert_eq!(lock.path(), dir.path().join("bench.rows.jsonl.lock"));
         assert!(FileLock::try_exclusive(lock.path()).unwrap().is_none());
     }
+
+    /// Seeded mutants of a real log (the crate's fuzz harness): no panic, bounded memory.
+    #[test]
+    fn fuzz_the_log_reader() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.rows.jsonl");
+        let corpus = vec![
+            format!("{}\n{}\n", json(&row("a", 1.0)), json(&row("b,\"q\"", -0.5))).into_bytes(),
+            format!("{}{}\n{}", json(&row("c", 2.0)), json(&row("d", 3.0)), json(&row("e", 4.0)))
+                .into_bytes(),
+        ];
+        let tokens: [&[u8]; 4] = [b"\n", b"}{", b"{\"key\":", b"1e999"];
+        llb_types::fuzz::run(
+            "experiment log",
+            &corpus,
+            &tokens,
+            1000,
+            24,
+            |len| 64 * len + 8192,
+            |b| {
+                std::fs::write(&path, b).unwrap();
+                read_lines::<Row>(&path).map(drop)
+            },
+        )
+        .assert_clean();
+    }
 }

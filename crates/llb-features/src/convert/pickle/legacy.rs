@@ -295,7 +295,7 @@ fn gather(storage: &[u8], numel: usize, dtype: Dtype, t: &TensorRef) -> Result<R
             t.shape.iter().zip(&t.strides).try_fold(t.storage_offset, |acc, (&n, &s)| {
                 (n - 1).checked_mul(s)?.checked_add(acc)
             });
-        if !last.is_some_and(|last| last < numel) {
+        if last.is_none_or(|last| last >= numel) {
             return Err(format!(
                 "view (offset {}, size {:?}, stride {:?}) reaches outside its {numel}-element storage",
                 t.storage_offset, t.shape, t.strides

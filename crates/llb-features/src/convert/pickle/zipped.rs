@@ -43,10 +43,10 @@ pub(crate) fn read_zip(data: &[u8]) -> Result<(Vec<(String, RawTensor)>, usize),
             fail(0, "zip archive without a `data.pkl` entry: not a PyTorch checkpoint")
         })?;
     let prefix = &pkl_name[..pkl_name.len() - "data.pkl".len()];
-    if let Ok(order) = read_entry(&mut archive, &format!("{prefix}byteorder"), 64) {
-        if order.trim_ascii() != b"little" {
-            return Err(fail(0, "big-endian checkpoints are not supported"));
-        }
+    if let Ok(order) = read_entry(&mut archive, &format!("{prefix}byteorder"), 64)
+        && order.trim_ascii() != b"little"
+    {
+        return Err(fail(0, "big-endian checkpoints are not supported"));
     }
     let pkl = read_entry(&mut archive, &pkl_name, limit)?;
     let mut pos = 0;
