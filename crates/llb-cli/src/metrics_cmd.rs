@@ -250,8 +250,7 @@ fn read_mask(
     if !path.exists() {
         return Ok(vec![false; width * height]);
     }
-    let image =
-        image::open(&path).map_err(|e| bad(format!("reading mask {}: {e}", path.display())))?;
+    let image = llb_data::decode_image(&path).map_err(|e| bad(format!("reading mask: {e}")))?;
     let (w, h) = (image.width() as usize, image.height() as usize);
     if (w, h) != (width, height) {
         return Err(bad(format!(

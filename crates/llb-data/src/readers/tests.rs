@@ -97,7 +97,7 @@ fn mvtec_empty_train_folder_is_an_error_naming_it() {
     );
 }
 
-const VISA_CSV: &str = "object,split,label,image,mask
+pub(crate) const VISA_CSV: &str = "object,split,label,image,mask
 candle,train,normal,candle/Data/Images/Normal/0000.JPG,
 candle,train,normal,candle/Data/Images/Normal/0001.JPG,
 candle,test,normal,candle/Data/Images/Normal/0002.JPG,
@@ -105,7 +105,7 @@ candle,test,anomaly,candle/Data/Images/Anomaly/000.JPG,candle/Data/Masks/Anomaly
 capsules,train,normal,capsules/Data/Images/Normal/0000.JPG,
 ";
 
-fn visa_tree(root: &Path, csv: &str) {
+pub(crate) fn visa_tree(root: &Path, csv: &str) {
     write_text(&root.join("split_csv/1cls.csv"), csv);
     for f in [
         "Images/Normal/0000.JPG",
@@ -178,7 +178,7 @@ fn realiad_entry(class: &str, image: &str, mask: Option<&str>) -> serde_json::Va
     serde_json::json!({"category": "toy_brick", "anomaly_class": class, "image_path": image, "mask_path": mask})
 }
 
-fn realiad_tree(root: &Path, train: &[serde_json::Value], test: &[serde_json::Value]) {
+pub(crate) fn realiad_tree(root: &Path, train: &[serde_json::Value], test: &[serde_json::Value]) {
     let json = serde_json::json!({"meta": {"prefix": ""}, "train": train, "test": test});
     write_text(&root.join("realiad_jsons_fuiad_0.4/toy_brick.json"), &json.to_string());
     for entry in train.iter().chain(test) {
@@ -193,7 +193,7 @@ fn realiad_tree(root: &Path, train: &[serde_json::Value], test: &[serde_json::Va
     }
 }
 
-fn realiad_entries() -> (Vec<serde_json::Value>, Vec<serde_json::Value>) {
+pub(crate) fn realiad_entries() -> (Vec<serde_json::Value>, Vec<serde_json::Value>) {
     let train = vec![
         realiad_entry("OK", "OK/S0001/toy_brick_0001_OK_C1_20230101.jpg", None),
         realiad_entry("OK", "OK/S0001/toy_brick_0001_OK_C2_20230101.jpg", None),
@@ -303,7 +303,7 @@ fn image_folder_is_recursive_and_sorted() {
     assert!(matches!(&err, Error::Empty { path } if path == empty.path()), "{err}");
 }
 
-fn write_idx(path: &Path, dims: &[u32], data: &[u8]) {
+pub(crate) fn write_idx(path: &Path, dims: &[u32], data: &[u8]) {
     use std::io::Write;
     let mut bytes = vec![0, 0, 8, dims.len() as u8];
     for d in dims {
