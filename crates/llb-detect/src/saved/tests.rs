@@ -171,9 +171,9 @@ fn fuzz_saved_model_files() -> Result<()> {
     let tokens: [&[u8]; 4] = [b"null", b"-1", b"18446744073709551616", b"\"patchcore\""];
     run(
         "saved model card (json)",
-        &[card_json.clone()],
+        std::slice::from_ref(&card_json),
         &tokens,
-        1000,
+        500,
         41,
         |len| 64 * len + (1 << 20),
         |b| {
