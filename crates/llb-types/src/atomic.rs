@@ -37,6 +37,7 @@ pub fn write_with<T>(path: &Path, fill: impl FnOnce(&mut File) -> io::Result<T>)
     std::fs::create_dir_all(dir).map_err(|e| context(e, "creating the folder", dir))?;
     let (tmp, mut file) = create_temp(path)?;
     let result = fill(&mut file)
+        .map_err(|e| context(e, "writing", &tmp))
         .and_then(|value| {
             file.flush().map_err(|e| context(e, "writing", &tmp))?;
             file.sync_all().map_err(|e| context(e, "syncing", &tmp))?;

@@ -340,3 +340,34 @@ fn two_fits_on_one_cache_at_once_give_the_outputs_of_a_fit_alone() {
     assert_eq!((n_encoded, n_reused), (16, 3));
     assert_eq!(temporaries(dir.path()), Vec::<PathBuf>::new(), "no partial file remains");
 }
+
+/// A full disk, simulated with a file-size limit (`ulimit -f`: writes past 8 KiB fail with
+/// EFBIG as they would with ENOSPC; the signal that would kill the process is ignored): `llb fit`
+/// stops with an error naming the file it could not write and leaves no partial file, and a
+/// rerun with room completes to the outputs of an uninterrupted run.
+#[test]
+fn a_full_disk_stops_fit_naming_the_file_and_a_rerun_completes() {
+    let (reference, _) = fit_reference();
+    let dir = tempfile::tempdir().unwrap();
+    let cache = scratch_cache(dir.path());
+    let out = dir.path().join("out");
+    let args = fit_args(&cache, &out);
+    let limited = Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -f 16 && trap '' XFSZ && exec \"$0\" \"$@\"")
+        .arg(env!("CARGO_BIN_EXE_llb"))
+        .args(&args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&limited.stderr);
+    assert!(!limited.status.success(), "the limited run succeeded:\n{stderr}");
+    assert!(
+        stderr.contains("File too large") && stderr.contains(&*cache.to_string_lossy()),
+        "{stderr}"
+    );
+    assert_eq!(temporaries(dir.path()), Vec::<PathBuf>::new(), "no partial file remains");
+    let (summary, _) = finish(&args);
+    let resumed = Outputs { summary: summary_fields(summary), files: files(&out, &|_, b| b) };
+    assert!(resumed == *reference, "the rerun differs from an uninterrupted run");
+}
