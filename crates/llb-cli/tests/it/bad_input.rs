@@ -111,3 +111,55 @@ fn settings_out_of_range_are_refused_naming_the_value() {
         assert!(!Path::new(out).join("llb.json").exists(), "{args:?} wrote a model");
     }
 }
+
+/// File names with commas, quotes, line-break-free non-ASCII and spaces survive `scores.csv` and
+/// `purification.csv`: both are written by a CSV writer and read back here by a CSV reader.
+#[test]
+fn awkward_file_names_round_trip_through_the_csv_outputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = scratch_cache(dir.path());
+    let train = train_folder(dir.path(), &[]);
+    let names = ["a,b.png", "say \"cheese\".png", "naïve ü 日本.png", "semi;colon, \"both\".png"];
+    for (i, name) in names.iter().enumerate() {
+        std::fs::rename(train.join(format!("00{i}.png")), train.join(name)).unwrap();
+    }
+    let (model, predictions) = (dir.path().join("model"), dir.path().join("predictions"));
+    let (train_s, cache_s) = (train.to_str().unwrap(), cache.to_str().unwrap());
+    let fit = ["fit", "--train", train_s, "--out", model.to_str().unwrap(), "-k", "2"];
+    let (ok, _, stderr) = llb(&[&fit[..], &["--image-size", "56", "--cache", cache_s]].concat());
+    assert!(ok, "{stderr}");
+    let predict = ["predict", "--model", model.to_str().unwrap(), "--input", train_s];
+    let (ok, _, stderr) = llb(&[
+        &predict[..],
+        &["--out", predictions.to_str().unwrap(), "--cache", cache_s],
+    ]
+    .concat());
+    assert!(ok, "{stderr}");
+    for (csv, id_col, path_col) in [
+        (model.join("purification.csv"), "sample_id", "path"),
+        (predictions.join("scores.csv"), "sample_id", "path"),
+    ] {
+        let mut reader = csv::Reader::from_path(&csv).unwrap();
+        let header = reader.headers().unwrap().clone();
+        let (i, p) = (
+            header.iter().position(|h| h == id_col).unwrap(),
+            header.iter().position(|h| h == path_col).unwrap(),
+        );
+        let rows: Vec<(String, String)> = reader
+            .records()
+            .map(|r| {
+                let r = r.unwrap();
+                assert_eq!(r.len(), header.len(), "{}: {r:?}", csv.display());
+                (r[i].to_owned(), r[p].to_owned())
+            })
+            .collect();
+        assert_eq!(rows.len(), 8, "{}", csv.display());
+        for name in names {
+            let (_, path) = rows
+                .iter()
+                .find(|(id, _)| id == name)
+                .unwrap_or_else(|| panic!("{}: no row for {name:?} in {rows:?}", csv.display()));
+            assert_eq!(Path::new(path), train.join(name), "{}", csv.display());
+        }
+    }
+}

@@ -270,6 +270,33 @@ fn realiad_bad_entries_give_errors_naming_them() {
     assert!(matches!(&err, Error::Parse { path, .. } if path.ends_with("toy_brick.json")), "{err}");
 }
 
+/// A json entry without a required field, or an anomaly without its mask, is an error naming
+/// the file and the field or entry.
+#[test]
+fn realiad_entries_missing_a_field_are_errors_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (train, test) = realiad_entries();
+    realiad_tree(dir.path(), &train, &test);
+    let json_path = dir.path().join("realiad_jsons_fuiad_0.4/toy_brick.json");
+    let mut no_image = train.clone();
+    no_image[1].as_object_mut().unwrap().remove("image_path");
+    write_text(&json_path, &serde_json::json!({"train": no_image, "test": test}).to_string());
+    let err = read_realiad(dir.path(), RealIadSplit::Fuiad04, "toy_brick").unwrap_err();
+    assert!(
+        err.to_string().contains("toy_brick.json")
+            && err.to_string().contains("missing field `image_path`"),
+        "{err}"
+    );
+    let mut no_mask = train.clone();
+    no_mask[2]["mask_path"] = serde_json::Value::Null;
+    write_text(&json_path, &serde_json::json!({"train": no_mask, "test": test}).to_string());
+    let err = read_realiad(dir.path(), RealIadSplit::Fuiad04, "toy_brick").unwrap_err();
+    assert!(err.to_string().contains("train[2] is anomalous but has no mask_path"), "{err}");
+    write_text(&json_path, &serde_json::json!({"train": train}).to_string());
+    let err = read_realiad(dir.path(), RealIadSplit::Fuiad04, "toy_brick").unwrap_err();
+    assert!(err.to_string().contains("missing field `test`"), "{err}");
+}
+
 #[test]
 fn realiad_group_prefixes() {
     fn check(name: &str, expected: Option<&str>) {
