@@ -27,11 +27,11 @@ pub fn write(path: &Path, bytes: &[u8]) -> io::Result<()> {
 }
 
 /// Creates a temporary sibling of `path`, lets `fill` write it, then flushes, renames and syncs
-/// as [`write`] does. When `fill` fails, the temporary file is removed and `path` is unchanged,
+/// as [`write()`] does. When `fill` fails, the temporary file is removed and `path` is unchanged,
 /// so `fill` may also refuse the content (e.g. a checksum mismatch) by returning an error.
 ///
 /// # Errors
-/// Whatever `fill` returns, or the IO error of a step, named as in [`write`].
+/// Whatever `fill` returns, or the IO error of a step, named as in [`write()`].
 pub fn write_with<T>(path: &Path, fill: impl FnOnce(&mut File) -> io::Result<T>) -> io::Result<T> {
     let dir = parent_dir(path);
     std::fs::create_dir_all(dir).map_err(|e| context(e, "creating the folder", dir))?;
