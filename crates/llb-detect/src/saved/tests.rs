@@ -102,7 +102,7 @@ fn per_image_scoring_keeps_its_bank_images_across_save_and_load() -> Result<()> 
     model.save(dir.path(), &card())?;
     let (loaded, _) = PatchCore::load(dir.path(), &Device::Cpu)?;
     assert_eq!(loaded.bank_images(), model.bank_images());
-    assert!(model.bank_images().is_some_and(|i| i.iter().any(|&x| x == 5)));
+    assert!(model.bank_images().is_some_and(|i| i.contains(&5)));
     let test = features(2, 8, true);
     assert_eq!(bits(&loaded, &test), bits(&model, &test));
     Ok(())
