@@ -66,28 +66,36 @@ fn fit_args(cache: &Path, out: &Path) -> Vec<String> {
 }
 
 /// The experiment manifest: the committed one (so fields added there are kept), cut down to the
-/// tiny benchmark, one backbone at 56 px, two contamination ratios and no ablations.
+/// tiny benchmark, one seed, one backbone at 56 px, two contamination ratios and no ablations.
+/// A committed manifest still in the one-`dataset` schema (flat backbones, one
+/// `contamination_seed`) is brought to the current one (`datasets`, `seeds`, named backbones).
 fn experiment_manifest(dir: &Path) -> PathBuf {
     let committed =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../xtask/manifests/benchmark.json");
     let mut m: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(committed).unwrap()).unwrap();
+    let m_obj = m.as_object_mut().unwrap();
+    m_obj.remove("dataset");
+    let legacy_seed = m_obj.remove("contamination_seed");
     m["name"] = "killed".into();
-    m["dataset"] =
-        serde_json::json!({"kind": "mvtec", "root": data().join("bench"), "categories": ["tex"]});
+    m["datasets"] = serde_json::json!([
+        {"kind": "mvtec", "root": data().join("bench"), "categories": ["tex"]}
+    ]);
     m["contamination_ratios"] = serde_json::json!([0.0, 0.25]);
     m["pixel_eval_px"] = serde_json::Value::Null;
     m["ablation_ratios"] = serde_json::json!([]);
     m["ablations"] = serde_json::json!([]);
-    // Several seeds (where the manifest has them) would only repeat the same stages.
-    for key in ["seeds", "contamination_seeds"] {
-        if let Some(seeds) = m.get_mut(key).and_then(|s| s.as_array_mut()) {
-            seeds.truncate(1);
-        }
-    }
-    let mut backbone = m["backbones"][0].clone();
-    backbone["encoder"]["image_size_px"] = 56.into();
-    backbone["purify"]["stage1"]["partition"]["k"] = 2.into();
+    // Several seeds would only repeat the same stages.
+    let seed = m["seeds"].get(0).cloned().or(legacy_seed).unwrap_or_else(|| 0.into());
+    m["seeds"] = serde_json::json!([seed]);
+    let first = m["backbones"][0].clone();
+    let mut backbone = if first.get("settings").is_some() {
+        first
+    } else {
+        serde_json::json!({"name": "patchcore", "settings": first})
+    };
+    backbone["settings"]["encoder"]["image_size_px"] = 56.into();
+    backbone["settings"]["purify"]["stage1"]["partition"]["k"] = 2.into();
     m["backbones"] = serde_json::json!([backbone]);
     let path = dir.join("manifest.json");
     std::fs::write(&path, serde_json::to_string_pretty(&m).unwrap()).unwrap();
