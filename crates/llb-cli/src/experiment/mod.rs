@@ -5,4 +5,6 @@ mod log;
 mod manifest;
 mod run;
 
+#[cfg(test)]
+pub(crate) use manifest::Manifest;
 pub(crate) use run::{ExperimentArgs, run};

@@ -2,7 +2,7 @@
 //! manifest, with per-row resume, written as one JSON file of result rows.
 
 use super::dataset::{DatasetSpec, contaminated, load_clean};
-use super::log::{append_log, read_rows};
+use super::log::{append_log, lock_log, read_rows};
 use super::manifest::Manifest;
 use crate::pipeline::{
     Extracted, FitSettings, OnBadImage, RunContext, ScreeningQuality, evaluate, fit_final,
@@ -111,6 +111,7 @@ pub(crate) fn run(args: &ExperimentArgs, device: &Device) -> anyhow::Result<()> 
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
     let log_path = args.out.join(format!("{}.rows.jsonl", manifest.name));
+    let _log_lock = lock_log(&log_path)?;
     let mut done: BTreeMap<String, ResultRow> =
         read_rows(&log_path)?.into_iter().map(|r| (r.key.clone(), r)).collect();
     let started = Instant::now();

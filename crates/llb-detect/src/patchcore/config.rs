@@ -119,7 +119,7 @@ impl PatchCoreConfig {
         }
         match self.patch_score {
             PatchScore::Nearest => {}
-            PatchScore::MeanOfNearest { k } if k == 0 => {
+            PatchScore::MeanOfNearest { k: 0 } => {
                 return Err(config_error("patch_score.k", 0, "must be at least 1"));
             }
             PatchScore::MeanOfNearest { .. } => {}
