@@ -1,8 +1,10 @@
-//! `llb experiment`: the paper-style grid behind `cargo xtask reproduce`.
+//! `llb experiment`: the paper-style grid behind `cargo xtask reproduce`, whole or in shards.
 
 mod dataset;
+mod grid;
 mod log;
 mod manifest;
 mod run;
+mod shard;
 
 pub(crate) use run::{ExperimentArgs, run};
