@@ -284,4 +284,25 @@ mod tests {
         assert_eq!(job_id("77;cluster").unwrap(), "77");
         assert!(job_id("sbatch: error: x").is_err());
     }
+
+    /// The Kubernetes Indexed Job of `docs/cluster.md` runs as many shards as it has
+    /// completions, and its merge reads the same manifest and results folder.
+    #[test]
+    fn kubernetes_job_shards_match_its_completions() {
+        let root = crate::project_root().join("deploy/kubernetes");
+        let shards = std::fs::read_to_string(root.join("llb-experiment.yaml")).unwrap();
+        let value = |key: &str| {
+            let line = shards.lines().find_map(|l| l.trim().strip_prefix(key)).unwrap();
+            line.trim().to_owned()
+        };
+        let completions = value("completions:");
+        assert_eq!(value("parallelism:"), completions);
+        assert_eq!(value("completionMode:"), "Indexed");
+        let shard = format!("--shard \"${{JOB_COMPLETION_INDEX}}/{completions}\"");
+        assert!(shards.contains(&shard), "no `{shard}` in llb-experiment.yaml");
+        let merge = std::fs::read_to_string(root.join("llb-merge.yaml")).unwrap();
+        for same in ["/work/manifests/benchmark.json", "/work/results", "claimName: llb-work"] {
+            assert!(shards.contains(same) && merge.contains(same), "{same}");
+        }
+    }
 }
