@@ -198,43 +198,23 @@ fn benchmark_root(
 }
 
 /// Generates the benchmark into its cache folder (see [`benchmark_root`]) unless a finished copy
-/// is there (its `config.json` stamp is written last). Shards started at once on a fresh cache
-/// each generate into a folder of their own and rename it into place; the first rename wins and
-/// the others use its copy, so no process reads a folder another is writing.
+/// is there (its `config.json` stamp is written last).
 fn ensure_benchmark(
     config: &BenchmarkConfig,
     textures: BenchmarkTextures,
     ctx: &RunContext,
 ) -> anyhow::Result<PathBuf> {
     let root = benchmark_root(config, textures, ctx)?;
-    let finished = |root: &std::path::Path| {
-        std::fs::read_to_string(root.join("config.json")).ok().is_some_and(|text| {
-            serde_json::from_str::<llb_data::BenchmarkConfig>(&text).ok().as_ref() == Some(config)
-        })
-    };
-    if finished(&root) {
+    let stamp = root.join("config.json");
+    if let Ok(text) = std::fs::read_to_string(&stamp)
+        && serde_json::from_str::<llb_data::BenchmarkConfig>(&text).ok().as_ref() == Some(config)
+    {
         return Ok(root);
     }
     let _span = tracing::info_span!("generate_benchmark", root = %root.display()).entered();
     let loaded = load_textures(textures, ctx)?;
-    let name = root.file_name().context("benchmark folder name")?.to_string_lossy();
-    let tmp = root.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
-    let _ = std::fs::remove_dir_all(&tmp);
-    llb_data::generate_benchmark(&loaded, config, &tmp)?;
-    model_dir::write_json(&tmp.join("config.json"), config)?;
-    for _ in 0..2 {
-        if std::fs::rename(&tmp, &root).is_ok() {
-            return Ok(root);
-        }
-        if finished(&root) {
-            let _ = std::fs::remove_dir_all(&tmp);
-            return Ok(root);
-        }
-        // An unfinished copy from a killed run without this rename: replace it.
-        let _ = std::fs::remove_dir_all(&root);
-    }
-    std::fs::rename(&tmp, &root)
-        .with_context(|| format!("moving {} to {}", tmp.display(), root.display()))?;
+    llb_data::generate_benchmark(&loaded, config, &root)?;
+    model_dir::write_json(&stamp, config)?;
     Ok(root)
 }
 
