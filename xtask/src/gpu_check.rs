@@ -366,9 +366,11 @@ mod tests {
         let tiny = tiny_manifest(full.clone()).unwrap();
         let keys = |v: &Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
         assert_eq!(keys(&tiny), keys(&full));
-        assert_eq!(tiny["dataset"]["categories"].as_array().unwrap().len(), 1);
+        assert_eq!(tiny["datasets"].as_array().unwrap().len(), 1);
+        assert_eq!(tiny["datasets"][0]["categories"].as_array().unwrap().len(), 1);
+        assert_eq!(tiny["seeds"], serde_json::json!([0]));
         assert_eq!(tiny["backbones"].as_array().unwrap().len(), 1);
-        assert_eq!(tiny["backbones"][0]["encoder"]["image_size_px"], 112);
+        assert_eq!(tiny["backbones"][0]["settings"]["encoder"]["image_size_px"], 112);
         assert_eq!(tiny["ablations"], serde_json::json!([]));
     }
 

@@ -1,7 +1,7 @@
 //! SHA-256 hashing and atomic writes (temporary file in the destination folder, then rename).
 
 use std::fs;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::path::Path;
 
 use sha2::{Digest, Sha256};
@@ -19,8 +19,10 @@ pub fn sha256_file(path: &Path) -> Result<String> {
     Ok(hashing.hex_digest())
 }
 
-/// Writes `bytes` to `path` atomically: a temporary file in the same folder, flushed and then
-/// renamed over `path`. Missing parent folders are created. Returns the SHA-256 of `bytes`.
+/// Writes `bytes` to `path` atomically with the workspace's one writer
+/// ([`llb_types::atomic::write`]: a uniquely named temporary file in the same folder, synced,
+/// renamed over `path`, folder synced). Missing parent folders are created. Returns the SHA-256
+/// of `bytes`.
 ///
 /// Readers never see a partial file, and on error no temporary file is left behind.
 ///
@@ -38,27 +40,23 @@ pub(crate) fn write_atomic_checked(
     reader: &mut dyn Read,
     check: impl FnOnce(&str) -> Result<()>,
 ) -> Result<String> {
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
-    };
-    fs::create_dir_all(dir).map_err(Error::io(dir))?;
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let prefix = format!(".{name}.");
-    let mut builder = tempfile::Builder::new();
-    builder.prefix(&prefix).suffix(".tmp");
-    // Cache files are ordinary files (0o666 less the umask), not tempfile's private 0o600.
-    #[cfg(unix)]
-    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
-    let mut tmp = builder.tempfile_in(dir).map_err(Error::io(dir))?;
-    let mut hashing = HashingReader::new(reader);
-    io::copy(&mut hashing, tmp.as_file_mut()).map_err(Error::io(path))?;
-    tmp.as_file_mut().flush().map_err(Error::io(path))?;
-    tmp.as_file().sync_all().map_err(Error::io(path))?;
-    let sum = hashing.hex_digest();
-    check(&sum)?;
-    tmp.persist(path).map_err(|e| Error::Io { path: path.to_path_buf(), source: e.error })?;
-    Ok(sum)
+    let mut checked = None;
+    let written = llb_types::atomic::write_with(path, |file| {
+        let mut hashing = HashingReader::new(reader);
+        io::copy(&mut hashing, file)?;
+        let sum = hashing.hex_digest();
+        // A refused sum is carried out of the writer (which then removes its temporary file).
+        if let Err(e) = check(&sum) {
+            checked = Some(e);
+            return Err(io::Error::other("checksum refused"));
+        }
+        Ok(sum)
+    });
+    match (written, checked) {
+        (_, Some(refused)) => Err(refused),
+        (Ok(sum), None) => Ok(sum),
+        (Err(source), None) => Err(Error::Io { path: path.to_path_buf(), source }),
+    }
 }
 
 /// The path of the `.sha256` sidecar that records a hub file's sum.

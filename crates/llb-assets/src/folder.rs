@@ -229,6 +229,8 @@ fn move_into_place(staging: tempfile::TempDir, dest: &Path, folder: &FolderAsset
             return Err(Error::Io { path: dest.to_path_buf(), source });
         }
     }
+    // The rename is durable once the parent folder is synced (as `llb_types::atomic` does).
+    llb_types::atomic::sync_dir(parent).map_err(Error::io(parent))?;
     if let Some(aside) = old {
         fs::remove_dir_all(&aside).map_err(Error::io(&aside))?;
     }

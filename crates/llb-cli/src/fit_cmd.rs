@@ -238,25 +238,20 @@ pub(crate) fn write_screening(
     let selection = &screening.purification.selection;
     let kept: std::collections::BTreeSet<_> = selection.kept.iter().collect();
     let path_of: BTreeMap<_, _> = dataset.train.iter().map(|s| (&s.id, &s.image_path)).collect();
-    let mut rows: Vec<(f32, String)> = screening
-        .purification
-        .fused
-        .iter()
-        .map(|(id, score)| {
-            let path = path_of.get(id).map(|p| p.display().to_string()).unwrap_or_default();
-            let verdict = if kept.contains(id) { "kept" } else { "dropped" };
-            let decision = decisions.and_then(|d| d.by_id.get(id)).map_or("", |d| d.as_str());
-            let (id, path) = (csv_field(id.as_str()), csv_field(&path));
-            (score, format!("{id},{path},{score},{verdict},{decision}"))
-        })
-        .collect();
+    let mut rows: Vec<(f32, &llb_types::SampleId)> =
+        screening.purification.fused.iter().map(|(id, score)| (score, id)).collect();
     rows.sort_by(|a, b| b.0.total_cmp(&a.0));
-    let mut csv = String::from("sample_id,path,fused_score,verdict,decision\n");
-    for (_, line) in rows {
-        csv.push_str(&line);
-        csv.push('\n');
+    // A CSV writer, so that ids and paths with commas, quotes or line breaks stay one field.
+    let mut csv = csv::Writer::from_writer(Vec::new());
+    csv.write_record(["sample_id", "path", "fused_score", "verdict", "decision"])?;
+    for (score, id) in rows {
+        let path = path_of.get(id).map(|p| p.display().to_string()).unwrap_or_default();
+        let verdict = if kept.contains(id) { "kept" } else { "dropped" };
+        let decision = decisions.and_then(|d| d.by_id.get(id)).map_or("", |d| d.as_str());
+        csv.write_record([id.as_str(), &path, &score.to_string(), verdict, decision])?;
     }
-    llb_assets::write_atomic(&out.join("purification.csv"), csv.as_bytes())?;
+    let csv = csv.into_inner().map_err(|e| anyhow::anyhow!("writing purification.csv: {e}"))?;
+    llb_assets::write_atomic(&out.join("purification.csv"), &csv)?;
     let labels: BTreeMap<_, Label> =
         dataset.train.iter().filter_map(|s| s.label.map(|l| (s.id.clone(), l))).collect();
     let labelled = !labels.is_empty() && labels.len() == dataset.train.len();
@@ -270,13 +265,4 @@ pub(crate) fn write_screening(
         model_dir::write_json(&out.join("purity.json"), &json)?;
     }
     Ok(())
-}
-
-/// Quotes a CSV field when it holds a comma, quote or newline.
-fn csv_field(text: &str) -> String {
-    if text.contains([',', '"', '\n']) {
-        format!("\"{}\"", text.replace('"', "\"\""))
-    } else {
-        text.to_owned()
-    }
 }

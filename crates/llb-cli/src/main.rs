@@ -7,7 +7,10 @@ mod eval_cmd;
 mod experiment;
 mod fetch_cmd;
 mod fit_cmd;
+#[cfg(test)]
+mod fuzz_tests;
 mod metrics_cmd;
+mod npy;
 mod overlay;
 mod pipeline;
 mod plot;

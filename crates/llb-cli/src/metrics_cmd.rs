@@ -13,6 +13,8 @@ use llb_types::GroupId;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use crate::npy::read_npy;
+
 /// Arguments of `llb metrics`.
 #[derive(Debug, clap::Args)]
 #[command(group(clap::ArgGroup::new("input").required(true).multiple(true).args(["image_scores", "maps"])))]
@@ -131,7 +133,7 @@ fn run(args: &MetricsArgs) -> anyhow::Result<serde_json::Value> {
 
 /// The rows of an image-score CSV.
 #[derive(Debug)]
-struct ImageScores {
+pub(crate) struct ImageScores {
     scores: Vec<f32>,
     labels: Vec<bool>,
     /// The `group` column, when the file has one.
@@ -140,13 +142,23 @@ struct ImageScores {
 
 /// Reads `id,label,score[,group]` rows (columns found by header name, in any order).
 fn read_image_scores(path: &Path) -> anyhow::Result<ImageScores> {
-    let name = path.display();
-    let text = std::fs::read_to_string(path).map_err(|e| bad(format!("reading {name}: {e}")))?;
-    let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
-    let (_, header) = lines.next().ok_or_else(|| bad(format!("{name}: empty file")))?;
-    let columns: Vec<&str> = header.split(',').map(str::trim).collect();
+    let bytes = std::fs::read(path).map_err(|e| bad(format!("reading {}: {e}", path.display())))?;
+    parse_image_scores(&bytes, &path.display().to_string())
+}
+
+/// Parses image-score CSV text (RFC 4180: quoted fields may hold commas, quotes and line
+/// breaks); `name` names the source in errors.
+pub(crate) fn parse_image_scores(bytes: &[u8], name: &str) -> anyhow::Result<ImageScores> {
+    let mut reader =
+        csv::ReaderBuilder::new().trim(csv::Trim::All).flexible(true).from_reader(bytes);
+    let header = reader.headers().map_err(|e| bad(format!("{name}: {e}")))?.clone();
+    if header.iter().all(str::is_empty) {
+        return Err(bad(format!("{name}: empty file")));
+    }
+    let columns: Vec<&str> = header.iter().collect();
     let column = |wanted: &str| {
         columns.iter().position(|c| *c == wanted).ok_or_else(|| {
+            let header = columns.join(",");
             bad(format!("{name}: header `{header}` lacks column `{wanted}` (need id,label,score)"))
         })
     };
@@ -154,33 +166,33 @@ fn read_image_scores(path: &Path) -> anyhow::Result<ImageScores> {
     let group_col = columns.iter().position(|c| *c == "group");
     let (mut scores, mut labels, mut groups) = (Vec::new(), Vec::new(), Vec::new());
     let mut seen = std::collections::BTreeSet::new();
-    for (n, line) in lines {
-        let at = || format!("{name}:{}", n + 1);
-        let fields: Vec<&str> = line.split(',').map(str::trim).collect();
-        if fields.len() != columns.len() {
+    for record in reader.records() {
+        let record = record.map_err(|e| bad(format!("{name}: {e}")))?;
+        let at = || format!("{name}:{}", record.position().map_or(0, |p| p.line()));
+        if record.len() != columns.len() {
             return Err(bad(format!(
                 "{}: {} fields, header has {}",
                 at(),
-                fields.len(),
+                record.len(),
                 columns.len()
             )));
         }
-        let id = fields[id_col];
+        let id = &record[id_col];
         if !seen.insert(id.to_string()) {
             return Err(bad(format!("{}: duplicate id `{id}`", at())));
         }
-        labels.push(match fields[label_col] {
+        labels.push(match &record[label_col] {
             "0" => false,
             "1" => true,
             other => return Err(bad(format!("{}: label `{other}` is not 0 or 1", at()))),
         });
-        let raw = fields[score_col];
+        let raw = &record[score_col];
         match raw.parse::<f32>() {
             Ok(score) if score.is_finite() => scores.push(score),
             _ => return Err(bad(format!("{}: score `{raw}` is not a finite number", at()))),
         }
         if let Some(col) = group_col {
-            groups.push(GroupId::new(fields[col]));
+            groups.push(GroupId::new(&record[col]));
         }
     }
     Ok(ImageScores { scores, labels, groups: group_col.map(|_| groups) })
@@ -238,8 +250,7 @@ fn read_mask(
     if !path.exists() {
         return Ok(vec![false; width * height]);
     }
-    let image =
-        image::open(&path).map_err(|e| bad(format!("reading mask {}: {e}", path.display())))?;
+    let image = llb_data::decode_image(&path).map_err(|e| bad(format!("reading mask: {e}")))?;
     let (w, h) = (image.width() as usize, image.height() as usize);
     if (w, h) != (width, height) {
         return Err(bad(format!(
@@ -251,95 +262,10 @@ fn read_mask(
     Ok(image.into_luma16().into_raw().into_iter().map(|v| v != 0).collect())
 }
 
-/// A 2-D float32 array read from a `.npy` file, row-major.
-#[derive(Debug)]
-struct NpyMap {
-    values: Vec<f32>,
-    width: usize,
-    height: usize,
-}
-
-/// Reads a `.npy` file holding a little-endian float32 (`<f4`) 2-D array in C order.
-fn read_npy(path: &Path) -> anyhow::Result<NpyMap> {
-    let bytes = std::fs::read(path).map_err(|e| bad(format!("reading {}: {e}", path.display())))?;
-    parse_npy(&bytes).map_err(|e| bad(format!("{}: {e}", path.display())))
-}
-
-fn parse_npy(bytes: &[u8]) -> Result<NpyMap, String> {
-    let rest = bytes.strip_prefix(b"\x93NUMPY").ok_or("not a .npy file (bad magic)")?;
-    let (header_len, header_start) = match rest.first() {
-        Some(1) if rest.len() >= 4 => (usize::from(u16::from_le_bytes([rest[2], rest[3]])), 10),
-        Some(2 | 3) if rest.len() >= 6 => {
-            (u32::from_le_bytes([rest[2], rest[3], rest[4], rest[5]]) as usize, 12)
-        }
-        _ => return Err("unsupported or truncated .npy version".into()),
-    };
-    let header =
-        bytes.get(header_start..header_start + header_len).ok_or("truncated .npy header")?;
-    let header = std::str::from_utf8(header).map_err(|_| "the .npy header is not text")?;
-    let descr = header_value(header, "descr")?;
-    if !matches!(descr.trim_matches(['\'', '"']), "<f4" | "=f4" | "f4") {
-        return Err(format!("dtype {descr}, expected '<f4' (float32, little-endian)"));
-    }
-    if header_value(header, "fortran_order")? != "False" {
-        return Err("Fortran-ordered array, expected C order".into());
-    }
-    let shape = header_value(header, "shape")?;
-    let dims: Vec<usize> = shape
-        .trim_matches(['(', ')'])
-        .split(',')
-        .map(str::trim)
-        .filter(|d| !d.is_empty())
-        .map(|d| d.parse().map_err(|_| format!("bad shape {shape}")))
-        .collect::<Result<_, _>>()?;
-    let [height, width] = dims[..] else {
-        return Err(format!("shape {shape} has rank {}, expected a 2-D map", dims.len()));
-    };
-    let data = &bytes[header_start + header_len..];
-    if data.len() != width * height * 4 {
-        return Err(format!(
-            "shape {shape} needs {} data bytes, file has {}",
-            width * height * 4,
-            data.len()
-        ));
-    }
-    let values =
-        data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
-    Ok(NpyMap { values, width, height })
-}
-
-/// The raw value of `'key': value` in a `.npy` header dict (up to the next top-level comma).
-fn header_value<'a>(header: &'a str, key: &str) -> Result<&'a str, String> {
-    let start =
-        header.find(&format!("'{key}'")).ok_or_else(|| format!("the .npy header lacks '{key}'"))?;
-    let after = header[start + key.len() + 2..].trim_start().strip_prefix(':').unwrap_or("");
-    let after = after.trim_start();
-    let end = if after.starts_with('(') {
-        after.find(')').map(|i| i + 1)
-    } else {
-        after.find([',', '}'])
-    };
-    Ok(after[..end.unwrap_or(after.len())].trim())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A `.npy` v1.0 file as numpy writes it.
-    fn npy(descr: &str, shape: &str, values: &[f32]) -> Vec<u8> {
-        let mut header =
-            format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
-        while (10 + header.len() + 1) % 64 != 0 {
-            header.push(' ');
-        }
-        header.push('\n');
-        let mut out = b"\x93NUMPY\x01\x00".to_vec();
-        out.extend((header.len() as u16).to_le_bytes());
-        out.extend(header.as_bytes());
-        out.extend(values.iter().flat_map(|v| v.to_le_bytes()));
-        out
-    }
+    use crate::npy::npy_bytes;
 
     fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
         let path = dir.join(name);
@@ -356,32 +282,6 @@ mod tests {
             min_score: None,
             max_score: None,
         }
-    }
-
-    #[test]
-    fn npy_files_parse() {
-        let map = parse_npy(&npy("<f4", "(2, 3)", &[1.0, 2.0, 3.0, 4.0, 5.0, 6.5])).unwrap();
-        assert_eq!((map.width, map.height), (3, 2));
-        assert_eq!(map.values, [1.0, 2.0, 3.0, 4.0, 5.0, 6.5]);
-    }
-
-    #[test]
-    fn bad_npy_files_are_described() {
-        let cases = [
-            (npy("<f8", "(1, 1)", &[0.0, 0.0]), "dtype '<f8'"),
-            (npy("<f4", "(4,)", &[0.0; 4]), "rank 1"),
-            (npy("<f4", "(1, 2, 2)", &[0.0; 4]), "rank 3"),
-            (npy("<f4", "(2, 2)", &[0.0; 3]), "needs 16 data bytes"),
-            (b"PK\x03\x04".to_vec(), "bad magic"),
-        ];
-        for (bytes, expected) in cases {
-            let err = parse_npy(&bytes).unwrap_err();
-            assert!(err.contains(expected), "{err}");
-        }
-        let mut fortran = npy("<f4", "(1, 1)", &[0.0]);
-        let at = fortran.windows(5).position(|w| w == b"False").unwrap();
-        fortran[at..at + 5].copy_from_slice(b"True ");
-        assert!(parse_npy(&fortran).unwrap_err().contains("Fortran"));
     }
 
     #[test]
@@ -424,8 +324,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("maps")).unwrap();
         std::fs::create_dir_all(dir.path().join("masks")).unwrap();
-        write(&dir.path().join("maps"), "a.npy", &npy("<f4", "(2, 2)", &[0.1, 0.9, 0.2, 0.3]));
-        write(&dir.path().join("maps"), "b.npy", &npy("<f4", "(2, 2)", &[0.1, 0.2, 0.3, 0.4]));
+        write(
+            &dir.path().join("maps"),
+            "a.npy",
+            &npy_bytes("<f4", "(2, 2)", &[0.1, 0.9, 0.2, 0.3]),
+        );
+        write(
+            &dir.path().join("maps"),
+            "b.npy",
+            &npy_bytes("<f4", "(2, 2)", &[0.1, 0.2, 0.3, 0.4]),
+        );
         let mask = image::GrayImage::from_raw(2, 2, vec![0, 255, 0, 0]).unwrap();
         mask.save(dir.path().join("masks/a.png")).unwrap();
         for bins in [None, Some(100)] {
@@ -441,7 +349,7 @@ mod tests {
         let err = run(&args(dir.path(), None)).unwrap_err();
         assert!(format!("{err:#}").contains("b.png is 1×1"), "{err:#}");
         assert_eq!(exit_status(&err), 2);
-        write(&dir.path().join("maps"), "b.npy", &npy("<i4", "(2, 2)", &[0.0; 4]));
+        write(&dir.path().join("maps"), "b.npy", &npy_bytes("<i4", "(2, 2)", &[0.0; 4]));
         let err = run(&args(dir.path(), None)).unwrap_err();
         assert!(format!("{err:#}").contains("b.npy: dtype '<i4'"), "{err:#}");
     }

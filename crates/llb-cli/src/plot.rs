@@ -36,8 +36,8 @@ const SERIES: [Series; 3] = [
     (UNLABELED, "UNLABELED", |b| b.unlabeled),
 ];
 
-/// Renders `histogram` as an 800×480 PNG bar chart and writes it atomically to `path` (a temporary
-/// file in the same folder, then a rename).
+/// Renders `histogram` as an 800×480 PNG bar chart and writes it atomically to `path`
+/// (`llb_types::atomic`: a uniquely named temporary file in the same folder, synced, renamed).
 ///
 /// Each bin shows one bar per non-empty series side by side: normal (blue), anomalous (red) and
 /// unlabeled (grey); the cut, if any, is an orange vertical line. The title, a legend, the score
@@ -45,20 +45,12 @@ const SERIES: [Series; 3] = [
 /// the font show as `?`).
 pub(crate) fn histogram_png(path: &Path, histogram: &Histogram, title: &str) -> anyhow::Result<()> {
     let image = render(histogram, title);
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
-    let written = image
-        .save_with_format(&tmp, image::ImageFormat::Png)
-        .with_context(|| format!("writing histogram PNG {}", tmp.display()));
-    if let Err(e) = written {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e);
-    }
-    std::fs::rename(&tmp, path)
-        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
-        .inspect_err(|_| {
-            let _ = std::fs::remove_file(&tmp);
-        })
+    llb_types::atomic::write_with(path, |file| {
+        let mut out = std::io::BufWriter::new(file);
+        image.write_to(&mut out, image::ImageFormat::Png).map_err(std::io::Error::other)?;
+        std::io::Write::flush(&mut out)
+    })
+    .with_context(|| format!("writing histogram PNG {}", path.display()))
 }
 
 /// The chart as an image (see [`histogram_png`]).
@@ -288,7 +280,12 @@ mod tests {
     #[test]
     fn an_unwritable_path_is_an_error_naming_it() {
         let histogram = Histogram { bins: vec![], cut: None };
-        let err = histogram_png(Path::new("/nonexistent-dir/h.png"), &histogram, "t").unwrap_err();
-        assert!(format!("{err:#}").contains("/nonexistent-dir/.h.png.tmp"), "{err:#}");
+        let dir = tempfile::tempdir().unwrap();
+        // A regular file where a folder is needed.
+        let blocker = dir.path().join("file");
+        std::fs::write(&blocker, b"").unwrap();
+        let path = blocker.join("h.png");
+        let err = histogram_png(&path, &histogram, "t").unwrap_err();
+        assert!(format!("{err:#}").contains(&*path.to_string_lossy()), "{err:#}");
     }
 }

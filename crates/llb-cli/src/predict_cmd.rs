@@ -56,14 +56,17 @@ pub(crate) fn run(args: &PredictArgs, device: &Device) -> anyhow::Result<()> {
         std::fs::create_dir_all(args.out.join(dir))
             .with_context(|| format!("creating {}", args.out.join(dir).display()))?;
     }
-    let mut csv = String::from("sample_id,path,anomaly_score,verdict\n");
+    // A CSV writer, so that ids and paths with commas, quotes or line breaks stay one field.
+    let mut csv = csv::Writer::from_writer(Vec::new());
+    csv.write_record(["sample_id", "path", "anomaly_score", "verdict"])?;
     let mut n_anomalous = 0;
     let mut report_rows = Vec::with_capacity(features.ids.len());
     for_each_scored(&model, card.settings.test_score, &features, size, |id, score, map| {
         let anomalous = score > threshold;
         n_anomalous += usize::from(anomalous);
         let verdict = if anomalous { "anomalous" } else { "normal" };
-        csv.push_str(&format!("{id},{},{score},{verdict}\n", path_of[id].display()));
+        let path = path_of[id].display().to_string();
+        csv.write_record([id.as_str(), &path, &score.to_string(), verdict])?;
         let stem = file_stem(id);
         let overlay = args.out.join("overlays").join(format!("{stem}.png"));
         crate::overlay::overlay_png(
@@ -86,7 +89,8 @@ pub(crate) fn run(args: &PredictArgs, device: &Device) -> anyhow::Result<()> {
         });
         Ok(())
     })?;
-    llb_assets::write_atomic(&args.out.join("scores.csv"), csv.as_bytes())?;
+    let csv = csv.into_inner().map_err(|e| anyhow::anyhow!("writing scores.csv: {e}"))?;
+    llb_assets::write_atomic(&args.out.join("scores.csv"), &csv)?;
     let anomalous_rows: Vec<u32> =
         report_rows.iter().zip(0..).filter(|(r, _)| r.anomalous).map(|(_, i)| i).collect();
     let nearest = review::nearest_patches(&model, &features, &anomalous_rows)?

@@ -22,6 +22,8 @@
 mod benchmark;
 mod contamination;
 mod error;
+#[cfg(test)]
+mod fuzz_tests;
 mod preprocess;
 mod readers;
 mod sample;
@@ -34,8 +36,9 @@ pub use benchmark::{
 pub use contamination::{ContaminationConfig, ContaminationReport, anomalies_needed, contaminate};
 pub use error::{Error, Result};
 pub use preprocess::{
-    Prepared, PreparedImage, PreparedMask, PreprocessConfig, load_rgb, prepare_image,
-    prepare_images, prepare_mask, prepare_masks,
+    MAX_IMAGE_BYTES, MAX_IMAGE_EXPANSION, MAX_IMAGE_SIDE_PX, Prepared, PreparedImage, PreparedMask,
+    PreprocessConfig, decode_image, load_rgb, prepare_image, prepare_images, prepare_mask,
+    prepare_masks,
 };
 pub use readers::{
     ElpvCell, ElpvCellType, ElpvConfig, ElpvMild, FASHION_MNIST_CLASSES, FashionMnistConfig,

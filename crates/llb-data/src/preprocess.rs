@@ -115,15 +115,69 @@ impl<T: Send> Prepared<T> {
 /// grey is replicated, 16-bit is scaled to 8 bits.
 ///
 /// # Errors
-/// [`Error::Io`] or [`Error::Decode`] naming the file.
+/// As [`decode_image`].
 pub fn load_rgb(path: &Path) -> Result<RgbImage> {
-    Ok(decode(path)?.to_rgb8())
+    Ok(decode_image(path)?.to_rgb8())
 }
 
-fn decode(path: &Path) -> Result<DynamicImage> {
+/// The longest image side llb decodes, in pixels.
+pub const MAX_IMAGE_SIDE_PX: u32 = 16_384;
+
+/// The most bytes one decoded image may take (the `image` crate's default, set explicitly).
+pub const MAX_IMAGE_BYTES: u64 = 512 << 20;
+
+/// Decoded bytes allowed per byte of file, plus 1 MiB: deflate (PNG, TIFF) cannot expand data
+/// more than 1032-fold, so a file whose header claims more pixels than its size can hold is
+/// refused before the pixel buffer is allocated.
+pub const MAX_IMAGE_EXPANSION: u64 = 2048;
+
+/// Decodes an image file (PNG, JPEG, TIFF or BMP, told by content) within the decode limits:
+/// sides of at most [`MAX_IMAGE_SIDE_PX`], at most [`MAX_IMAGE_BYTES`] decoded, and at most
+/// [`MAX_IMAGE_EXPANSION`] decoded bytes per file byte (plus 1 MiB). Every image and mask llb
+/// reads goes through here.
+///
+/// # Errors
+/// [`Error::Io`] when the file cannot be read, [`Error::Decode`] for a corrupt, truncated or
+/// over-limit file, [`Error::Parse`] for a header claiming more pixels than the file can hold;
+/// each names the file.
+pub fn decode_image(path: &Path) -> Result<DynamicImage> {
     let reader = image::ImageReader::open(path).map_err(|e| Error::io(path, e))?;
-    let reader = reader.with_guessed_format().map_err(|e| Error::io(path, e))?;
-    reader.decode().map_err(|source| Error::Decode { path: path.to_path_buf(), source })
+    let len = std::fs::metadata(path).map_err(|e| Error::io(path, e))?.len();
+    decode_with_limits(reader, len, path)
+}
+
+/// [`decode_image`] on bytes in memory; `path` only names them in errors.
+#[cfg(test)]
+pub(crate) fn decode_image_bytes(bytes: &[u8], path: &Path) -> Result<DynamicImage> {
+    let reader = image::ImageReader::new(std::io::Cursor::new(bytes));
+    decode_with_limits(reader, bytes.len() as u64, path)
+}
+
+fn decode_with_limits<R: std::io::BufRead + std::io::Seek>(
+    reader: image::ImageReader<R>,
+    file_len: u64,
+    path: &Path,
+) -> Result<DynamicImage> {
+    let decode_err = |source| Error::Decode { path: path.to_path_buf(), source };
+    let mut reader = reader.with_guessed_format().map_err(|e| Error::io(path, e))?;
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_IMAGE_SIDE_PX);
+    limits.max_image_height = Some(MAX_IMAGE_SIDE_PX);
+    limits.max_alloc = Some(MAX_IMAGE_BYTES);
+    reader.limits(limits);
+    let decoder = reader.into_decoder().map_err(decode_err)?;
+    let claimed = image::ImageDecoder::total_bytes(&decoder);
+    let allowed = file_len.saturating_mul(MAX_IMAGE_EXPANSION).saturating_add(1 << 20);
+    if claimed > allowed {
+        let (w, h) = image::ImageDecoder::dimensions(&decoder);
+        return Err(Error::parse(
+            path,
+            format!(
+                "header claims {w}×{h} pixels ({claimed} bytes decoded), more than a {file_len}-byte file can hold"
+            ),
+        ));
+    }
+    DynamicImage::from_decoder(decoder).map_err(decode_err)
 }
 
 /// Prepares one image file: decode, RGB, resize the shorter side to `resize_px` (bilinear),
@@ -194,7 +248,7 @@ pub fn prepare_mask(sample: &Sample, config: &PreprocessConfig) -> Result<Option
             width: side,
         }));
     };
-    let mask = decode(mask_path)?.to_luma32f();
+    let mask = decode_image(mask_path)?.to_luma32f();
     let (w, h) = mask.dimensions();
     let (iw, ih) = image::image_dimensions(&sample.image_path)
         .map_err(|source| Error::Decode { path: sample.image_path.clone(), source })?;

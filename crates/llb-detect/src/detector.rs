@@ -41,8 +41,8 @@ pub trait Detector: Send + Sync {
     /// whose paper defines another image score (PatchCore's re-weighting) override it.
     ///
     /// # Errors
-    /// Those of [`Detector::anomaly_maps`], and [`Error::NonFinite`](crate::Error::NonFinite)
-    /// when a map holds NaN.
+    /// Those of [`Detector::anomaly_maps`], and
+    /// [`Error::NonFiniteMap`](crate::Error::NonFiniteMap) when a map holds NaN or ±∞.
     fn score(
         &self,
         layers: &[Tensor],
@@ -68,18 +68,24 @@ pub struct Scores {
 ///
 /// # Errors
 /// [`Error::Empty`](crate::Error::Empty) for maps without values,
-/// [`Error::NonFinite`](crate::Error::NonFinite) for a NaN score.
+/// [`Error::NonFiniteMap`](crate::Error::NonFiniteMap) for a map holding NaN or ±∞ (either NaN
+/// sign), with the map's index in the batch, the first bad value and where it is.
 pub fn image_scores(maps: &Tensor, rule: ImageScoreRule) -> Result<Vec<f32>> {
     let n = maps.dim(0)?;
     let flat = maps.to_dtype(candle_core::DType::F32)?.reshape((n, ()))?.to_vec2::<f32>()?;
     flat.iter()
         .enumerate()
-        .map(|(i, map)| match rule.image_score(map) {
-            None => Err(crate::Error::Empty { what: format!("anomaly map {i} has no values") }),
-            Some(s) if s.is_nan() => {
-                Err(crate::Error::NonFinite { what: format!("image score {i}") })
+        .map(|(i, map)| {
+            if let Some(at) = map.iter().position(|v| !v.is_finite()) {
+                return Err(crate::Error::NonFiniteMap { index: i, value: map[at], pixel: at });
             }
-            Some(s) => Ok(s),
+            match rule.image_score(map) {
+                None => Err(crate::Error::Empty { what: format!("anomaly map {i} has no values") }),
+                Some(s) if !s.is_finite() => {
+                    Err(crate::Error::NonFinite { what: format!("image score {i} ({s})") })
+                }
+                Some(s) => Ok(s),
+            }
         })
         .collect()
 }
@@ -106,12 +112,16 @@ pub trait Fit {
 impl ImageScoreRule {
     /// The image score of one anomaly map (any layout, flattened), or `None` for an empty map.
     ///
-    /// `TopMean` averages the `max(1, ⌈fraction·n⌉)` largest values; NaN values order above
-    /// everything (`f32::total_cmp`), so a NaN in the map yields a NaN score the caller can
-    /// detect.
+    /// `TopMean` averages the `max(1, ⌈fraction·n⌉)` largest values. A map holding any NaN (of
+    /// either sign) or infinity scores NaN, so that the caller's finiteness check catches it:
+    /// ordering by `f32::total_cmp` alone would put a negative NaN (what x86 gives for 0/0)
+    /// below −∞ and return a finite score for a broken map.
     pub fn image_score(&self, map: &[f32]) -> Option<f32> {
         if map.is_empty() {
             return None;
+        }
+        if map.iter().any(|v| !v.is_finite()) {
+            return Some(f32::NAN);
         }
         match *self {
             ImageScoreRule::Max => map.iter().copied().max_by(f32::total_cmp),
@@ -144,5 +154,38 @@ mod tests {
         check(ImageScoreRule::TopMean { fraction: 1.0 }, &map, Some(1.625));
         check(ImageScoreRule::Max, &[], None);
         check(ImageScoreRule::TopMean { fraction: 0.1 }, &[], None);
+    }
+
+    /// Regression: `-NaN` (x86's 0/0) sorts below −∞ under `total_cmp`, so `Max` and a small
+    /// `TopMean` used to return a finite score for a map holding it.
+    #[test]
+    fn any_nan_or_infinity_in_a_map_scores_nan() {
+        let negative_nan = -f32::NAN;
+        assert!(negative_nan.is_sign_negative() && negative_nan.is_nan());
+        let rules = [
+            ImageScoreRule::Max,
+            ImageScoreRule::TopMean { fraction: 0.01 },
+            ImageScoreRule::TopMean { fraction: 1.0 },
+        ];
+        for bad in [f32::NAN, negative_nan, f32::INFINITY, f32::NEG_INFINITY] {
+            for rule in rules {
+                let score = rule.image_score(&[0.5, bad, 3.0, 1.0]).unwrap();
+                assert!(score.is_nan(), "{rule:?} with {bad}: {score}");
+            }
+        }
+    }
+
+    #[test]
+    fn image_scores_names_the_map_and_pixel_of_a_non_finite_value() {
+        let maps = candle_core::Tensor::from_vec(
+            vec![0.1f32, 0.2, 0.3, 0.4, 0.5, -f32::NAN, 0.7, 0.8],
+            (2, 2, 2),
+            &candle_core::Device::Cpu,
+        )
+        .unwrap();
+        let err = super::image_scores(&maps, ImageScoreRule::Max).unwrap_err().to_string();
+        assert!(err.contains("anomaly map 1 of the batch") && err.contains("pixel 1"), "{err}");
+        let ok = maps.narrow(0, 0, 1).unwrap();
+        assert_eq!(super::image_scores(&ok, ImageScoreRule::Max).unwrap(), [0.4]);
     }
 }

@@ -73,6 +73,16 @@ pub enum Error {
         /// The repeated id.
         id: llb_types::SampleId,
     },
+    /// An anomaly map holding NaN or ±∞ (either NaN sign), by its index in the scored batch.
+    #[error("non-finite anomaly map {index} of the batch: value {value} at pixel {pixel}")]
+    NonFiniteMap {
+        /// Index of the map in the batch (the caller knows which sample that is).
+        index: usize,
+        /// The first non-finite value.
+        value: f32,
+        /// Its flat position in the map.
+        pixel: usize,
+    },
     /// A saved model whose files do not match each other or this crate.
     #[error("bad saved model {path}: {reason}")]
     BadModel {

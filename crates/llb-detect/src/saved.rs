@@ -274,16 +274,11 @@ fn sha256_hex(bytes: &[u8]) -> String {
     Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Writes `bytes` to `path` through a temporary file in the same folder and a rename.
+/// Writes `bytes` to `path` with the workspace's atomic writer (unique temporary file, fsync,
+/// rename).
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| Error::Io { path, source }
-    };
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{name}.tmp"));
-    std::fs::write(&tmp, bytes).map_err(io(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io(path))
+    llb_types::atomic::write(path, bytes)
+        .map_err(|source| Error::Io { path: path.to_path_buf(), source })
 }
 
 /// Writes the tensors, then the JSON file; returns the tensors' SHA-256.

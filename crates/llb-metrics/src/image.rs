@@ -126,5 +126,8 @@ mod tests {
         assert!(matches!(err, Error::NonFinite { index: 1, .. }), "{err}");
         let err = ImageMetrics::exact(&[f32::INFINITY, 0.0], &[true, false]).unwrap_err();
         assert!(matches!(err, Error::NonFinite { index: 0, .. }), "{err}");
+        // A negative NaN (x86's 0/0) is caught too.
+        let err = ImageMetrics::exact(&[0.3, -f32::NAN], &[true, false]).unwrap_err();
+        assert!(matches!(err, Error::NonFinite { index: 1, .. }), "{err}");
     }
 }

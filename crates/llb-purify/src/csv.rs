@@ -11,7 +11,6 @@
 use crate::{Error, Result, ScoreCell, ScoreTable};
 use llb_types::SampleId;
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// The header line of a score CSV file.
@@ -34,28 +33,15 @@ impl ScoreTable {
         out
     }
 
-    /// Writes the table to `path` atomically: a temporary file in the same folder, then a rename.
+    /// Writes the table to `path` atomically ([`llb_types::atomic::write`]: a uniquely named
+    /// temporary file in the same folder, synced, then renamed).
     ///
     /// # Errors
     /// [`Error::Io`] naming the file when writing or renaming fails.
     pub fn save_csv(&self, path: &Path) -> Result<()> {
         let text = self.to_csv_string();
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
-        let io = |source, p: &Path| Error::Io { path: p.to_path_buf(), source };
-        let write = || -> std::io::Result<()> {
-            let mut file = std::fs::File::create(&tmp)?;
-            file.write_all(text.as_bytes())?;
-            file.sync_all()
-        };
-        if let Err(e) = write() {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(io(e, &tmp));
-        }
-        std::fs::rename(&tmp, path).map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            io(e, path)
-        })
+        llb_types::atomic::write(path, text.as_bytes())
+            .map_err(|source| Error::Io { path: path.to_path_buf(), source })
     }
 
     /// Reads a table written by [`ScoreTable::save_csv`] (or any file in the same format).

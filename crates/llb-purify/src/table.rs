@@ -218,6 +218,15 @@ mod tests {
                 ScoreTable::new(m.clone(), vec![row("a", &[1.0, f32::NAN])]),
                 "model `m1` is not finite: NaN",
             ),
+            // The sign of a NaN (x86's 0/0 is negative) does not let it through.
+            (
+                ScoreTable::new(m.clone(), vec![row("b", &[-f32::NAN, 1.0])]),
+                "sample `b` under model `m0` is not finite: NaN",
+            ),
+            (
+                ScoreTable::new(m.clone(), vec![row("c", &[1.0, f32::NEG_INFINITY])]),
+                "sample `c` under model `m1` is not finite: -inf",
+            ),
             (ScoreTable::new(models(&["m", "m"]), vec![row("a", &[1.0, 2.0])]), "`m` appears more"),
             (ScoreTable::new(models(&["m\n"]), vec![row("a", &[1.0])]), "line break"),
             (ScoreTable::new(models(&[""]), vec![row("a", &[1.0])]), "empty"),

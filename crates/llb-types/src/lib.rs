@@ -1,13 +1,27 @@
-//! Identifier types shared by every llb crate, with no dependency on the image or tensor stack.
+//! Identifier types shared by every llb crate, with no dependency on the image or tensor stack,
+//! and the crash-safe file writes and locks every crate that writes a file shares.
 //!
 //! The pipeline carries explicit sample ids end to end (data set → features → sub-models →
 //! fusion → selection → final model), so that no stage ever relies on positions in a shuffled
 //! vector. [`SampleId`] is that id, [`Label`] the hidden ground truth a data set may know, and
 //! [`GroupId`] the physical sample that several camera views belong to.
 //!
-//! Invariant: ids are compared and ordered as strings, so sorting by id is stable across runs
-//! and machines.
+//! [`atomic::write`] is the one way llb writes a file that a later run reads (unique temporary
+//! name, `fsync`, rename, folder `fsync`), and [`FileLock`] the advisory lock between processes
+//! that could write the same cache entry.
+//!
+//! With feature `fuzz` (tests only), `fuzz` holds the stable-Rust fuzzing harness every parser
+//! of outside bytes is tested with: seeded mutants of real files, panics counted, peak memory
+//! measured.
+//!
+//! Invariants: ids are compared and ordered as strings, so sorting by id is stable across runs
+//! and machines; a file written through [`atomic`] is never seen half-written.
 
+pub mod atomic;
+#[cfg(feature = "fuzz")]
+pub mod fuzz;
 mod id;
+mod lock;
 
 pub use id::{GroupId, Label, SampleId};
+pub use lock::FileLock;

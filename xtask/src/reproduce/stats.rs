@@ -71,7 +71,8 @@ mod tests {
         let e = Estimate::of(&[1.0, 2.0, 3.0]).unwrap();
         assert_eq!(e.mean, 2.0);
         assert!((e.half_width.unwrap() - 4.303 / 3f64.sqrt()).abs() < 1e-12);
-        assert!(e.clearly_positive());
+        assert!(!e.clearly_positive(), "2 ± 2.48 reaches below zero");
+        assert!(Estimate::of(&[1.0, 1.1, 1.2]).unwrap().clearly_positive());
         assert_eq!(e.format(1.0, 1), "2.0 ± 2.5");
         let one = Estimate::of(&[0.5]).unwrap();
         assert_eq!((one.half_width, one.format(100.0, 1)), (None, "50.0".to_owned()));

@@ -205,6 +205,12 @@ fn ensure_benchmark(
     ctx: &RunContext,
 ) -> anyhow::Result<PathBuf> {
     let root = benchmark_root(config, textures, ctx)?;
+    // Two runs on one cache: the second waits while the first generates, then finds the stamp.
+    let lock = root.with_extension("lock");
+    let _lock = llb_types::FileLock::exclusive_or_wait(&lock, || {
+        tracing::info!(root = %root.display(), "another run is generating the benchmark; waiting");
+    })
+    .with_context(|| format!("locking {}", lock.display()))?;
     let stamp = root.join("config.json");
     if let Ok(text) = std::fs::read_to_string(&stamp)
         && serde_json::from_str::<llb_data::BenchmarkConfig>(&text).ok().as_ref() == Some(config)

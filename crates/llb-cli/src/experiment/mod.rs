@@ -7,4 +7,6 @@ mod manifest;
 mod run;
 mod shard;
 
+#[cfg(test)]
+pub(crate) use manifest::Manifest;
 pub(crate) use run::{ExperimentArgs, run};

@@ -3,7 +3,7 @@
 
 use super::dataset::{DatasetSpec, contaminated, load_clean};
 use super::grid::{GridCell, assemble, grid, read_logs};
-use super::log::{append_log, read_rows};
+use super::log::{append_log, lock_log, read_rows};
 use super::manifest::Manifest;
 use super::shard::{Shard, assign};
 use crate::pipeline::{
@@ -143,6 +143,8 @@ pub(crate) fn run(args: &ExperimentArgs, device: &Device) -> anyhow::Result<()> 
             read_logs(&args.out, &manifest.name)?,
         ),
     };
+    // One writer per log: a second run on the same log waits, then skips the finished rows.
+    let _log_lock = lock_log(&log_path)?;
     let selected: Vec<&GridCell<'_>> = match args.shard {
         Some(shard) => {
             let weights: Vec<_> = grid.iter().map(|c| (c.key.clone(), c.planned.len())).collect();

@@ -38,8 +38,28 @@ pub(crate) fn for_each_scored(
     for start in (0..features.ids.len()).step_by(16) {
         let rows: Vec<u32> =
             (start..(start + 16).min(features.ids.len())).map(|r| r as u32).collect();
-        let out = model.score(&select_rows(&features.layers, &rows)?, (size, size), rule)?;
+        let out = model.score(&select_rows(&features.layers, &rows)?, (size, size), rule).map_err(
+            |e| {
+                let sample = match &e {
+                    llb_detect::Error::NonFiniteMap { index, .. } => rows.get(*index),
+                    _ => None,
+                };
+                let e = anyhow::Error::new(e);
+                match sample {
+                    Some(&row) => {
+                        e.context(format!("scoring sample {}", features.ids[row as usize]))
+                    }
+                    None => e,
+                }
+            },
+        )?;
         for (i, &row) in rows.iter().enumerate() {
+            anyhow::ensure!(
+                out.image_scores[i].is_finite(),
+                "sample {}: image score {} is not finite",
+                features.ids[row as usize],
+                out.image_scores[i]
+            );
             let map: Vec<f32> = out.maps.i(i)?.flatten_all()?.to_vec1()?;
             visit(&features.ids[row as usize], out.image_scores[i], map)?;
         }

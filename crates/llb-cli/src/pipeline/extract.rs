@@ -169,6 +169,27 @@ impl Extractor {
             "feature cache"
         );
         for chunk in missing.chunks(self.batch_size) {
+            // Another process on the same cache waits here while this one computes the chunk,
+            // then reuses the stored entries (and the other way round).
+            let chunk_items = chunk.iter().map(|&i| items[i].as_ref().expect("missing has items"));
+            let _locks = self.cache.lock_entries(&self.key, chunk_items)?;
+            let chunk: Vec<usize> = chunk
+                .iter()
+                .copied()
+                .filter(|&i| {
+                    let item = items[i].as_ref().expect("missing entries have cache items");
+                    match self.cache.get(&self.key, item, &self.device) {
+                        Ok(Some(stored)) => {
+                            per_sample[i] = Some(stored);
+                            false
+                        }
+                        _ => true,
+                    }
+                })
+                .collect();
+            if chunk.is_empty() {
+                continue;
+            }
             let batch: Vec<Sample> = chunk.iter().map(|&i| samples[i].clone()).collect();
             let prepared = prepare_images(&batch, &self.preprocess)?;
             for (id, err) in prepared.failures {

@@ -75,7 +75,7 @@ pub(crate) struct ModelArgs {
     #[arg(long, default_value = DEFAULT_SELECTION)]
     pub(crate) selection: String,
     /// Stage-1 sub-model: `density` the density screener `PatchCoreConfig::llb_density_screen`
-    /// (a random 25 % memory bank with 1-NN scores), `same` the final detector on every subset
+    /// (a random 10 % memory bank with 1-NN scores), `same` the final detector on every subset
     /// (the paper's choice).
     #[arg(long, value_enum, default_value = "density")]
     pub(crate) submodel: SubmodelKind,

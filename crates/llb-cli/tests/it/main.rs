@@ -1,5 +1,13 @@
 //! End-to-end tests of the `llb` binary: each module runs the built executable.
 
+// Bad input through the binary (corrupt images, empty folders, out-of-range settings): the rows
+// of the bad-input table in docs/reliability.md.
+mod bad_input;
+
+// SIGKILL at 20 points of `llb fit` and `llb experiment` then resume, and two fits on one cache at
+// once: outputs bit-identical to an uninterrupted run alone, no partial file left.
+mod crash;
+
 // `llb metrics` on temporary CSV files: JSON keys on stdout, exit code 2 naming a bad file.
 mod metrics;
 

@@ -333,7 +333,7 @@ fn v1_config_json_is_unchanged_by_the_v2_fields() {
     assert!(!json.contains("pool") && !json.contains("catalogue"), "{json}");
     let v2 = BenchmarkConfig::llb_benchmark_v2();
     let json = serde_json::to_string(&v2).unwrap();
-    assert!(json.contains(r#""n_pool_defective":80"#), "{json}");
+    assert!(json.contains(r#""n_pool_defective":120"#), "{json}");
     assert_eq!(serde_json::from_str::<BenchmarkConfig>(&json).unwrap(), v2);
     v2.validate().unwrap();
 }

@@ -132,39 +132,63 @@ fn read_split(dir: &Path, prefix: &str) -> Result<Split> {
     Ok((images, labels))
 }
 
+/// The most data bytes an idx file may hold (Fashion-MNIST's largest, the training images, holds
+/// 47 MB): a header asking for more is refused before anything is allocated or decompressed.
+pub(crate) const MAX_IDX_BYTES: usize = 256 << 20;
+
 /// Reads a gzip-compressed idx file of unsigned bytes with `n_dims` dimensions.
 fn read_idx(path: &Path, n_dims: usize) -> Result<(Vec<usize>, Vec<u8>)> {
     require_file(path, || "the Fashion-MNIST idx layout".to_string())?;
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let mut bytes = Vec::new();
-    GzDecoder::new(file)
-        .read_to_end(&mut bytes)
-        .map_err(|e| Error::parse(path, format!("gzip: {e}")))?;
+    parse_idx(GzDecoder::new(std::io::BufReader::new(file)), n_dims, path)
+}
+
+/// Parses an idx stream: the header first, then exactly the data bytes it announces (checked
+/// against [`MAX_IDX_BYTES`] with overflow-checked arithmetic), so a gzip bomb or a lying header
+/// is refused without decompressing or allocating more than the header allows.
+pub(crate) fn parse_idx(
+    mut reader: impl Read,
+    n_dims: usize,
+    path: &Path,
+) -> Result<(Vec<usize>, Vec<u8>)> {
+    let gzip = |e: std::io::Error| Error::parse(path, format!("gzip: {e}"));
     let header_len = 4 + 4 * n_dims;
-    if bytes.len() < header_len {
+    let mut header = Vec::with_capacity(header_len);
+    (&mut reader).take(header_len as u64).read_to_end(&mut header).map_err(gzip)?;
+    if header.len() < header_len {
         return Err(Error::parse(
             path,
-            format!("{} bytes, shorter than the idx header", bytes.len()),
+            format!("{} bytes, shorter than the idx header", header.len()),
         ));
     }
-    if bytes[..3] != [0, 0, 0x08] || bytes[3] as usize != n_dims {
+    if header[..3] != [0, 0, 0x08] || header[3] as usize != n_dims {
         return Err(Error::parse(
             path,
-            format!("magic {:02x?}, expected unsigned-byte idx with {n_dims} dims", &bytes[..4]),
+            format!("magic {:02x?}, expected unsigned-byte idx with {n_dims} dims", &header[..4]),
         ));
     }
-    let dims: Vec<usize> = bytes[4..header_len]
+    let dims: Vec<usize> = header[4..]
         .chunks_exact(4)
         .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]) as usize)
         .collect();
-    let expected = dims.iter().product::<usize>();
-    if bytes.len() - header_len != expected {
-        return Err(Error::parse(
-            path,
-            format!("{} data bytes, header says {expected}", bytes.len() - header_len),
-        ));
+    let expected = dims
+        .iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(d))
+        .filter(|&n| n <= MAX_IDX_BYTES)
+        .ok_or_else(|| {
+            Error::parse(
+                path,
+                format!("header dims {dims:?} ask for more than {MAX_IDX_BYTES} bytes"),
+            )
+        })?;
+    // Not preallocated from the header: the buffer grows only as real data arrives.
+    let mut bytes = Vec::new();
+    reader.take(expected as u64 + 1).read_to_end(&mut bytes).map_err(gzip)?;
+    if bytes.len() != expected {
+        let got =
+            if bytes.len() > expected { "more than".to_string() } else { bytes.len().to_string() };
+        return Err(Error::parse(path, format!("{got} data bytes, header says {expected}")));
     }
-    bytes.drain(..header_len);
     Ok((dims, bytes))
 }
 

@@ -8,10 +8,12 @@ mod realiad;
 mod visa;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 pub use elpv::{ElpvCell, ElpvCellType, ElpvConfig, ElpvMild, read_elpv, read_elpv_labels};
 pub use fashion_mnist::{FASHION_MNIST_CLASSES, FashionMnistConfig, read_fashion_mnist};
+#[cfg(test)]
+pub(crate) use fashion_mnist::{MAX_IDX_BYTES, parse_idx};
 pub use folder::read_image_folder;
 pub use mvtec::read_mvtec;
 pub use realiad::{RealIadSplit, read_realiad, read_realiad_json, realiad_group};

@@ -132,7 +132,7 @@ fn mvtec_without_a_pool_has_an_empty_pool() {
     assert!(read_mvtec(dir.path(), "widget").unwrap().pool.is_empty());
 }
 
-const VISA_CSV: &str = "object,split,label,image,mask
+pub(crate) const VISA_CSV: &str = "object,split,label,image,mask
 candle,train,normal,candle/Data/Images/Normal/0000.JPG,
 candle,train,normal,candle/Data/Images/Normal/0001.JPG,
 candle,test,normal,candle/Data/Images/Normal/0002.JPG,
@@ -140,7 +140,7 @@ candle,test,anomaly,candle/Data/Images/Anomaly/000.JPG,candle/Data/Masks/Anomaly
 capsules,train,normal,capsules/Data/Images/Normal/0000.JPG,
 ";
 
-fn visa_tree(root: &Path, csv: &str) {
+pub(crate) fn visa_tree(root: &Path, csv: &str) {
     write_text(&root.join("split_csv/1cls.csv"), csv);
     for f in [
         "Images/Normal/0000.JPG",
@@ -213,7 +213,7 @@ fn realiad_entry(class: &str, image: &str, mask: Option<&str>) -> serde_json::Va
     serde_json::json!({"category": "toy_brick", "anomaly_class": class, "image_path": image, "mask_path": mask})
 }
 
-fn realiad_tree(root: &Path, train: &[serde_json::Value], test: &[serde_json::Value]) {
+pub(crate) fn realiad_tree(root: &Path, train: &[serde_json::Value], test: &[serde_json::Value]) {
     let json = serde_json::json!({"meta": {"prefix": ""}, "train": train, "test": test});
     write_text(&root.join("realiad_jsons_fuiad_0.4/toy_brick.json"), &json.to_string());
     for entry in train.iter().chain(test) {
@@ -228,7 +228,7 @@ fn realiad_tree(root: &Path, train: &[serde_json::Value], test: &[serde_json::Va
     }
 }
 
-fn realiad_entries() -> (Vec<serde_json::Value>, Vec<serde_json::Value>) {
+pub(crate) fn realiad_entries() -> (Vec<serde_json::Value>, Vec<serde_json::Value>) {
     let train = vec![
         realiad_entry("OK", "OK/S0001/toy_brick_0001_OK_C1_20230101.jpg", None),
         realiad_entry("OK", "OK/S0001/toy_brick_0001_OK_C2_20230101.jpg", None),
@@ -305,6 +305,33 @@ fn realiad_bad_entries_give_errors_naming_them() {
     assert!(matches!(&err, Error::Parse { path, .. } if path.ends_with("toy_brick.json")), "{err}");
 }
 
+/// A json entry without a required field, or an anomaly without its mask, is an error naming
+/// the file and the field or entry.
+#[test]
+fn realiad_entries_missing_a_field_are_errors_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (train, test) = realiad_entries();
+    realiad_tree(dir.path(), &train, &test);
+    let json_path = dir.path().join("realiad_jsons_fuiad_0.4/toy_brick.json");
+    let mut no_image = train.clone();
+    no_image[1].as_object_mut().unwrap().remove("image_path");
+    write_text(&json_path, &serde_json::json!({"train": no_image, "test": test}).to_string());
+    let err = read_realiad(dir.path(), RealIadSplit::Fuiad04, "toy_brick").unwrap_err();
+    assert!(
+        err.to_string().contains("toy_brick.json")
+            && err.to_string().contains("missing field `image_path`"),
+        "{err}"
+    );
+    let mut no_mask = train.clone();
+    no_mask[2]["mask_path"] = serde_json::Value::Null;
+    write_text(&json_path, &serde_json::json!({"train": no_mask, "test": test}).to_string());
+    let err = read_realiad(dir.path(), RealIadSplit::Fuiad04, "toy_brick").unwrap_err();
+    assert!(err.to_string().contains("train[2] is anomalous but has no mask_path"), "{err}");
+    write_text(&json_path, &serde_json::json!({"train": train}).to_string());
+    let err = read_realiad(dir.path(), RealIadSplit::Fuiad04, "toy_brick").unwrap_err();
+    assert!(err.to_string().contains("missing field `test`"), "{err}");
+}
+
 #[test]
 fn realiad_group_prefixes() {
     fn check(name: &str, expected: Option<&str>) {
@@ -338,7 +365,7 @@ fn image_folder_is_recursive_and_sorted() {
     assert!(matches!(&err, Error::Empty { path } if path == empty.path()), "{err}");
 }
 
-fn write_idx(path: &Path, dims: &[u32], data: &[u8]) {
+pub(crate) fn write_idx(path: &Path, dims: &[u32], data: &[u8]) {
     use std::io::Write;
     let mut bytes = vec![0, 0, 8, dims.len() as u8];
     for d in dims {

@@ -32,11 +32,18 @@ pub(crate) fn require_cached(relative: &str, bundle: &str) -> PathBuf {
 
 #[test]
 fn real_fashion_mnist_gives_the_one_class_protocol_counts() {
-    let labels = require_cached("images/fashion-mnist/t10k-labels-idx1-ubyte.gz", "fashion-mnist");
-    let idx = labels.parent().unwrap();
+    for split in ["train", "t10k"] {
+        for kind in ["images-idx3", "labels-idx1"] {
+            require_cached(
+                &format!("images/fashion-mnist/{split}-{kind}-ubyte.gz"),
+                "fashion-mnist",
+            );
+        }
+    }
+    let idx = cache_root().join("images/fashion-mnist");
     let out = tempfile::tempdir().unwrap();
     let config = FashionMnistConfig { normal_class: 7, contamination_ratio: 0.1, seed: 0 };
-    let d = read_fashion_mnist(idx, out.path(), &config).unwrap();
+    let d = read_fashion_mnist(&idx, out.path(), &config).unwrap();
     assert_eq!(d.category, "fashion-mnist-sneaker");
     // 6,000 sneakers per training split, round(0.1 · 6000 / 0.9) = 667 others mixed in.
     assert_eq!((d.train.len(), d.n_train_anomalous()), (6667, 667));

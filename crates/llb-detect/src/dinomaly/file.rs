@@ -1,4 +1,5 @@
-//! Safetensors files with JSON metadata, written atomically (temporary file, fsync, rename).
+//! Safetensors files with JSON metadata, written atomically (`llb_types::atomic`: unique
+//! temporary file, fsync, rename).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -21,16 +22,7 @@ pub(crate) fn write(
     let bytes = safetensors::serialize(tensors.iter(), Some(metadata)).map_err(|e| {
         Error::BadModel { path: path.to_path_buf(), reason: format!("cannot serialise: {e}") }
     })?;
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{name}.tmp"));
-    {
-        use std::io::Write;
-        let mut file = std::fs::File::create(&tmp).map_err(io)?;
-        file.write_all(&bytes).map_err(io)?;
-        file.sync_all().map_err(io)?;
-    }
-    std::fs::rename(&tmp, path).map_err(io)?;
-    Ok(())
+    llb_types::atomic::write(path, &bytes).map_err(io)
 }
 
 /// Reads the tensors (onto `device`) and metadata of a file written by [`write`].

@@ -249,9 +249,7 @@ pub(crate) fn save(
     };
     let json =
         serde_json::to_vec(&file).map_err(|source| Error::Json { path: path.clone(), source })?;
-    let tmp = path.with_file_name(format!(".{PROVENANCE_FILE}.tmp"));
-    std::fs::write(&tmp, json).map_err(|source| Error::Io { path: tmp.clone(), source })?;
-    std::fs::rename(&tmp, &path).map_err(|source| Error::Io { path, source })
+    llb_types::atomic::write(&path, &json).map_err(|source| Error::Io { path, source })
 }
 
 /// Reads the provenance of saved-model folder `dir`: `None` when the model was saved without it.

@@ -160,7 +160,10 @@ fn image_scores_follow_the_rule_and_reject_nan() -> Result<()> {
         vec![3.5, 4.0]
     );
     let nan = Tensor::new(&[[[1.0f32, f32::NAN]]], &Device::Cpu)?;
-    assert!(matches!(crate::image_scores(&nan, ImageScoreRule::Max), Err(Error::NonFinite { .. })));
+    assert!(matches!(
+        crate::image_scores(&nan, ImageScoreRule::Max),
+        Err(Error::NonFiniteMap { index: 0, pixel: 1, .. })
+    ));
     let empty = Tensor::zeros((1, 0, 3), candle_core::DType::F32, &Device::Cpu)?;
     assert!(matches!(crate::image_scores(&empty, ImageScoreRule::Max), Err(Error::Empty { .. })));
     Ok(())

@@ -5,6 +5,10 @@ use crate::OutlierScore;
 use crate::order::FitRows;
 use crate::patchcore::test_data::{normal_features, plant};
 
+/// Counts this test binary's peak allocations for the fuzz test below.
+#[global_allocator]
+static ALLOC: llb_types::fuzz::PeakAlloc = llb_types::fuzz::PeakAlloc;
+
 const GRID: (usize, usize) = (5, 5);
 const C: usize = 6;
 
@@ -98,7 +102,7 @@ fn per_image_scoring_keeps_its_bank_images_across_save_and_load() -> Result<()> 
     model.save(dir.path(), &card())?;
     let (loaded, _) = PatchCore::load(dir.path(), &Device::Cpu)?;
     assert_eq!(loaded.bank_images(), model.bank_images());
-    assert!(model.bank_images().is_some_and(|i| i.iter().any(|&x| x == 5)));
+    assert!(model.bank_images().is_some_and(|i| i.contains(&5)));
     let test = features(2, 8, true);
     assert_eq!(bits(&loaded, &test), bits(&model, &test));
     Ok(())
@@ -165,4 +169,49 @@ fn cards_are_send_and_sync() {
     fn check<T: Send + Sync>() {}
     check::<SavedModel>();
     check::<ModelCard>();
+}
+
+/// Seeded mutants of a saved PatchCore model (`llb_types::fuzz`): of its card, and of its
+/// safetensors file with the card's checksum updated so that the header parser sees them.
+/// No panic, peak memory linear in the files' length.
+#[test]
+fn fuzz_saved_model_files() -> Result<()> {
+    use llb_types::fuzz::run;
+    let dir = tempfile::tempdir().map_err(|source| Error::Io { path: "tempdir".into(), source })?;
+    let config = PatchCoreConfig {
+        coreset_fraction: 0.3,
+        projection_dim: Some(4),
+        ..PatchCoreConfig::anomalib()
+    };
+    config.fit_rows(&features(6, 1, false))?.save(dir.path(), &card())?;
+    let (tensors_path, card_path) = model_files(dir.path());
+    let (tensors, card_json) =
+        (std::fs::read(&tensors_path).unwrap(), std::fs::read(&card_path).unwrap());
+    let load = || load_detector(dir.path(), &Device::Cpu).map(drop);
+    let tokens: [&[u8]; 4] = [b"null", b"-1", b"18446744073709551616", b"\"patchcore\""];
+    run(
+        "saved model card (json)",
+        std::slice::from_ref(&card_json),
+        &tokens,
+        500,
+        41,
+        |len| 64 * len + (1 << 20),
+        |b| {
+            std::fs::write(&card_path, b).unwrap();
+            load()
+        },
+    )
+    .assert_clean();
+    std::fs::write(&card_path, &card_json).unwrap();
+    let mut card_value: serde_json::Value = serde_json::from_slice(&card_json).unwrap();
+    let tokens: [&[u8]; 3] = [b"\"F64\"", b"\"shape\":[", b"\"data_offsets\":[0,"];
+    let bound = |len: usize| 8 * len + (1 << 20);
+    run("saved model tensors (safetensors)", &[tensors], &tokens, 500, 42, bound, |b| {
+        std::fs::write(&tensors_path, b).unwrap();
+        card_value["tensors_sha256"] = sha256_hex(b).into();
+        std::fs::write(&card_path, card_value.to_string()).unwrap();
+        load()
+    })
+    .assert_clean();
+    Ok(())
 }

@@ -1,42 +1,22 @@
-//! Atomic file writes (temporary file in the same folder, flushed, then renamed), SHA-256, and
-//! serialisation of f32 tensors to safetensors bytes.
+//! Atomic file writes (through `llb_types::atomic`), SHA-256, and serialisation of f32 tensors to
+//! safetensors bytes.
 
 use crate::{Error, Result};
 use sha2::{Digest, Sha256};
-use std::io::Write;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Lower-case hex SHA-256 of `bytes`.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Writes `bytes` to `path` so that readers see either the old file, no file, or the whole new
-/// file: a killed process leaves at most a `.tmp` file, never a half-written `path`.
+/// Writes `bytes` to `path` through the workspace's one atomic writer
+/// ([`llb_types::atomic::write`]): readers see the old file, no file, or the whole new file.
 ///
 /// # Errors
-/// [`Error::Io`] naming the temporary or final path.
+/// [`Error::Io`] naming `path` (the message names the step and the file that failed).
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = dir.join(format!(
-        ".{file_name}.{}.{}.tmp",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-        f.write_all(bytes).map_err(|e| Error::io(&tmp, e))?;
-        f.sync_all().map_err(|e| Error::io(&tmp, e))?;
-        std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    llb_types::atomic::write(path, bytes).map_err(|e| Error::io(path, e))
 }
 
 /// Serialises named f32 tensors (`(name, shape, little-endian bytes)`) with string metadata in

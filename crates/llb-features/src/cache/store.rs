@@ -6,12 +6,16 @@
 //! [`SampleId`] is stored in the entry's metadata for inspection but is not part of the address.
 //! So a replaced image file under the same id misses instead of returning stale features, and
 //! the same image reached through two data sets is extracted once.
+//!
+//! Several processes may share one cache: entries are written atomically, and
+//! [`FeatureCache::lock_entries`] lets a process that is about to compute entries hold off the
+//! others (which then reuse its entries instead of computing them again).
 
 use super::atomic::{f32_le_bytes, safetensors_bytes, sha256_hex, write_atomic};
 use crate::{Error, Result};
 use candle_core::{Device, Tensor};
-use llb_types::SampleId;
-use std::collections::BTreeMap;
+use llb_types::{FileLock, SampleId};
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// What produced the features: shared by every image of one extraction.
@@ -79,6 +83,37 @@ impl FeatureCache {
             .as_bytes(),
         );
         self.root.join(&address[..2]).join(format!("{address}.safetensors"))
+    }
+
+    /// Waits for and takes the advisory locks that cover the entries of `items`, so that a
+    /// process computing them keeps other processes from computing the same entries; those
+    /// wait, then find the entries written. The locks are released when the returned guards
+    /// drop (or the process dies).
+    ///
+    /// Entries are locked by stripe: one lock file (`<root>/<aa>/.lock`) per entry folder, so at
+    /// most 256 lock files exist. Stripes are taken in sorted order, each once, so two processes
+    /// never deadlock; a process must drop its guards before locking again.
+    ///
+    /// # Errors
+    /// [`Error::Io`] naming a lock file that cannot be created or locked.
+    pub fn lock_entries<'a>(
+        &self,
+        key: &FeatureKey,
+        items: impl IntoIterator<Item = &'a CacheItem>,
+    ) -> Result<Vec<FileLock>> {
+        let stripes: BTreeSet<PathBuf> = items
+            .into_iter()
+            .filter_map(|item| self.entry_path(key, item).parent().map(|d| d.join(".lock")))
+            .collect();
+        stripes
+            .into_iter()
+            .map(|path| {
+                FileLock::exclusive_or_wait(&path, || {
+                    tracing::debug!(lock = %path.display(), "waiting for another process's features");
+                })
+                .map_err(|e| Error::io(&path, e))
+            })
+            .collect()
     }
 
     fn metadata(key: &FeatureKey, item: &CacheItem, n_layers: usize) -> BTreeMap<String, String> {
@@ -158,7 +193,8 @@ impl FeatureCache {
     /// Returns the features of `items`, reading cached entries and calling `compute` once with
     /// the indices (into `items`) of the missing ones. `compute` must return one tensor per
     /// layer, `[M, C, h, w]` with rows in the order of the indices it was given; those rows are
-    /// stored before being returned. An unreadable entry is logged and recomputed.
+    /// stored before being returned. An unreadable entry is logged and recomputed. The missing
+    /// entries are locked ([`FeatureCache::lock_entries`]) while they are computed.
     ///
     /// # Errors
     /// Whatever `compute` returns; [`Error::CacheEntry`] if `compute` returns the wrong number of
@@ -186,7 +222,16 @@ impl FeatureCache {
                 }
             }
         }
-        let missing: Vec<usize> = (0..items.len()).filter(|&i| per_item[i].is_none()).collect();
+        let mut missing: Vec<usize> = (0..items.len()).filter(|&i| per_item[i].is_none()).collect();
+        let _locks = self.lock_entries(key, missing.iter().map(|&i| &items[i]))?;
+        // Another process may have stored some of them while this one waited for the locks.
+        missing.retain(|&i| match self.get(key, &items[i], device) {
+            Ok(Some(hit)) => {
+                per_item[i] = Some(hit);
+                false
+            }
+            _ => true,
+        });
         let hits = items.len() - missing.len();
         if !missing.is_empty() {
             let computed = compute(&missing)?;
@@ -341,6 +386,23 @@ mod tests {
         assert!(err.to_string().contains("content_sha256"), "{err}");
         assert_eq!(check(&cache, &key("w"), &all, &[0, 1]), [0, 1]);
         assert!(check(&cache, &key("w"), &all, &[0, 1]).is_empty());
+    }
+
+    #[test]
+    fn entry_locks_cover_each_stripe_once_and_exclude_other_holders() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = FeatureCache::open(dir.path()).unwrap();
+        let all = items(40);
+        let locks = cache.lock_entries(&key("w"), &all).unwrap();
+        let stripes: BTreeSet<_> = all
+            .iter()
+            .map(|i| cache.entry_path(&key("w"), i).parent().unwrap().to_owned())
+            .collect();
+        assert_eq!(locks.len(), stripes.len());
+        assert!(FileLock::try_exclusive(locks[0].path()).unwrap().is_none(), "held");
+        drop(locks);
+        assert_eq!(cache.lock_entries(&key("w"), &all[..1]).unwrap().len(), 1);
+        assert!(cache.lock_entries(&key("w"), &[]).unwrap().is_empty());
     }
 
     #[test]

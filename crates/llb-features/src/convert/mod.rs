@@ -1,5 +1,7 @@
 //! Converters from reference checkpoint formats to safetensors in the Hugging Face layout.
 
+#[cfg(test)]
+mod fuzz_tests;
 mod onnx_dinov2;
 mod onnx_proto;
 mod pickle;

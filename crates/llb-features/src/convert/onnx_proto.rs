@@ -191,7 +191,10 @@ fn decode_tensor(buf: &[u8]) -> std::result::Result<Option<OnnxTensor>, String> 
         Some(b) => return Err(format!("tensor `{name}` raw_data of {} bytes", b.len())),
         None => floats,
     };
-    let expected: usize = dims.iter().product();
+    let expected = dims.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
+    let Some(expected) = expected else {
+        return Err(format!("tensor `{name}` dims {dims:?} overflow"));
+    };
     if values.len() != expected {
         return Err(format!(
             "tensor `{name}` has {} values for dims {dims:?} ({expected} expected)",
@@ -327,6 +330,19 @@ mod tests {
         for cut in [1, 5, bytes.len() / 2, bytes.len() - 1] {
             assert!(OnnxGraph::decode(&bytes[..cut]).is_err(), "cut at {cut}");
         }
+    }
+
+    /// Regression: dims whose product overflows were multiplied unchecked (a panic in debug
+    /// builds, a wrapped count in release).
+    #[test]
+    fn overflowing_dims_are_an_error() {
+        let mut t = tensor("w", &[], &[], true);
+        for d in [1u64 << 40, 1 << 40] {
+            varint(&mut t, 1 << 3);
+            varint(&mut t, d);
+        }
+        let err = OnnxGraph::decode(&model(&[], &[t])).unwrap_err();
+        assert!(err.contains("`w`") && err.contains("overflow"), "{err}");
     }
 
     #[test]

@@ -2,11 +2,10 @@
 
 use std::path::{Path, PathBuf};
 
-use candle_core::{DType, Tensor};
 use safetensors::Dtype;
 use safetensors::tensor::TensorView;
 
-use super::pickle::{RawTensor, is_legacy, read_legacy};
+use super::pickle::{RawTensor, is_legacy, is_zip, read_legacy, read_zip};
 use crate::{Error, Result};
 
 /// Which serialisation a `.pth` file used.
@@ -50,69 +49,32 @@ pub struct PthContents {
 /// Reads every tensor of a `.pth` state dict (legacy or zip format), keyed by state-dict name.
 ///
 /// Strided and offset views are copied to contiguous row-major data; element types are kept.
-/// Legacy files are read by this crate's own unpickler, which flattens nested dicts with
-/// `.`-joined keys; zip files are read by candle's reader, which returns top-level tensors only.
+/// Both formats are read by this crate's own unpickler, which flattens nested dicts with
+/// `.`-joined keys. Hostile files are refused before large allocations: the tensors of a file
+/// decode to at most four times its size plus 1 MiB, and every view must lie in its storage.
 ///
 /// # Errors
-/// [`Error::Io`] when the file cannot be read, [`Error::Pickle`] (with the byte offset) when a
-/// legacy file is truncated or malformed, [`Error::Candle`] when candle's zip reader fails.
+/// [`Error::Io`] when the file cannot be read, [`Error::Pickle`] (with the byte offset; for zip
+/// files, within `data.pkl`) when a file is truncated, malformed or over the decoding limit.
 pub fn read_pth(path: &Path) -> Result<PthContents> {
     let data = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    if is_legacy(&data) {
-        let (tensors, skipped) = read_legacy(&data).map_err(|e| Error::Pickle {
-            path: path.to_path_buf(),
-            offset: e.offset,
-            message: e.message,
-        })?;
-        return Ok(PthContents { format: PthFormat::Legacy, tensors, n_skipped: skipped });
-    }
-    if !data.starts_with(b"PK\x03\x04") {
+    let (format, read) = if is_legacy(&data) {
+        (PthFormat::Legacy, read_legacy(&data))
+    } else if is_zip(&data) {
+        (PthFormat::Zip, read_zip(&data))
+    } else {
         return Err(Error::Pickle {
             path: path.to_path_buf(),
             offset: 0,
             message: "neither a legacy PyTorch pickle nor a zip archive".into(),
         });
-    }
-    drop(data);
-    let tensors = candle_core::pickle::read_all(path)?;
-    let tensors = tensors
-        .into_iter()
-        .map(|(name, t)| raw_from_candle(&t).map(|raw| (name, raw)))
-        .collect::<Result<Vec<_>>>()?;
-    Ok(PthContents { format: PthFormat::Zip, tensors, n_skipped: 0 })
-}
-
-fn raw_from_candle(t: &Tensor) -> Result<RawTensor> {
-    let flat = t.flatten_all()?;
-    let (dtype, data): (Dtype, Vec<u8>) = match t.dtype() {
-        DType::F32 => {
-            (Dtype::F32, flat.to_vec1::<f32>()?.iter().flat_map(|x| x.to_le_bytes()).collect())
-        }
-        DType::F64 => {
-            (Dtype::F64, flat.to_vec1::<f64>()?.iter().flat_map(|x| x.to_le_bytes()).collect())
-        }
-        DType::F16 => (
-            Dtype::F16,
-            flat.to_vec1::<half::f16>()?.iter().flat_map(|x| x.to_le_bytes()).collect(),
-        ),
-        DType::BF16 => (
-            Dtype::BF16,
-            flat.to_vec1::<half::bf16>()?.iter().flat_map(|x| x.to_le_bytes()).collect(),
-        ),
-        DType::I64 => {
-            (Dtype::I64, flat.to_vec1::<i64>()?.iter().flat_map(|x| x.to_le_bytes()).collect())
-        }
-        DType::U32 => {
-            (Dtype::U32, flat.to_vec1::<u32>()?.iter().flat_map(|x| x.to_le_bytes()).collect())
-        }
-        DType::U8 => (Dtype::U8, flat.to_vec1::<u8>()?),
-        other => {
-            return Err(Error::Candle(candle_core::Error::Msg(format!(
-                "unsupported tensor dtype {other:?} in a zip checkpoint"
-            ))));
-        }
     };
-    Ok(RawTensor { dtype, shape: t.dims().to_vec(), data })
+    let (tensors, n_skipped) = read.map_err(|e| Error::Pickle {
+        path: path.to_path_buf(),
+        offset: e.offset,
+        message: e.message,
+    })?;
+    Ok(PthContents { format, tensors, n_skipped })
 }
 
 /// Converts a `.pth` state dict to a safetensors file, written atomically (a temporary file in
@@ -142,7 +104,7 @@ pub fn convert_pth(pth_path: &Path, out_safetensors: &Path) -> Result<PthReport>
         .collect::<Result<Vec<_>>>()?;
     let bytes =
         safetensors::tensor::serialize(views, None).map_err(|e| safetensors_err(e.to_string()))?;
-    write_atomically(out_safetensors, &bytes)?;
+    crate::cache::write_atomic(out_safetensors, &bytes)?;
     tracing::info!(n_tensors = tensors.len(), n_float_elements, "converted checkpoint");
     Ok(PthReport {
         source: pth_path.to_path_buf(),
@@ -151,20 +113,5 @@ pub fn convert_pth(pth_path: &Path, out_safetensors: &Path) -> Result<PthReport>
         n_tensors: tensors.len(),
         n_float_elements,
         n_skipped,
-    })
-}
-
-/// Writes `bytes` to `path` through a temporary sibling file and a rename.
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    }
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(format!(".tmp-{}", std::process::id()));
-    let tmp = PathBuf::from(tmp);
-    std::fs::write(&tmp, bytes).map_err(|e| Error::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        Error::io(path, e)
     })
 }

@@ -219,6 +219,8 @@ fn degenerate_inputs_are_errors() {
     assert!(matches!(exact.add(&[], &[], 0, 3), Err(Error::Empty { .. })));
     let err = exact.add(&[0.1, f32::NAN, 0.2, 0.3], &[false; 4], 2, 2).unwrap_err();
     assert!(matches!(err, Error::NonFinite { index: 1, .. }), "{err}");
+    let err = exact.add(&[0.1, 0.2, -f32::NAN, 0.3], &[false; 4], 2, 2).unwrap_err();
+    assert!(matches!(err, Error::NonFinite { index: 2, .. }), "negative NaN: {err}");
     exact.add(&[0.1, 0.2, 0.3, 0.4], &[false; 4], 2, 2).unwrap();
     assert!(matches!(exact.finish(), Err(Error::NoPositives { n_items: 4, .. })));
 

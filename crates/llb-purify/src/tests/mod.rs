@@ -3,6 +3,8 @@
 
 // The adaptive selection rules on synthetic contaminated sets, judged by the purity report.
 mod adaptive;
+// Seeded mutants of real score tables through the CSV reader: no panic, bounded memory.
+mod fuzz;
 // Hand-computed expected values of every built-in rule, named by its kebab-case string.
 mod golden;
 // The conformance kit on every built-in, and on deliberately broken rules it must reject.

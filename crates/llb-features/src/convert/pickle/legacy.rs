@@ -8,6 +8,11 @@
 //!    persistent ids `('storage', <StorageType>, key, location, numel[, view_metadata])`;
 //! 5. a pickle of the list of storage keys, in the order the storages follow;
 //! 6. per storage: its element count as a little-endian `u64`, then its raw little-endian data.
+//!
+//! Hostile files are refused before anything large is allocated: every size is computed with
+//! checked arithmetic, every view must lie inside its storage, a storage must be read as one
+//! element type, and the tensors together may decode to at most [`max_decoded_bytes`] of the
+//! file's length (views may repeat storage elements, e.g. with stride 0, but not without bound).
 
 use std::collections::HashMap;
 
@@ -19,6 +24,12 @@ const MAGIC: [u8; 10] = [0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0
 
 /// The only protocol version the legacy format ever used.
 const PROTOCOL_VERSION: i64 = 1001;
+
+/// Bytes the tensors of a legacy file of `file_len` bytes may decode to in all: four times the
+/// file (tied weights and other repeated views of one storage fit easily) plus 1 MiB.
+pub(crate) fn max_decoded_bytes(file_len: usize) -> usize {
+    file_len.saturating_mul(4).saturating_add(1 << 20)
+}
 
 /// A dense tensor read from a checkpoint: dtype, shape and contiguous little-endian bytes.
 #[derive(Clone, Debug, PartialEq)]
@@ -34,7 +45,7 @@ pub struct RawTensor {
 /// A failure while reading a legacy file, at a byte offset.
 pub(crate) type LegacyError = PickleError;
 
-fn fail(offset: usize, message: impl Into<String>) -> LegacyError {
+pub(super) fn fail(offset: usize, message: impl Into<String>) -> LegacyError {
     PickleError { offset: offset as u64, message: message.into() }
 }
 
@@ -91,29 +102,26 @@ pub(crate) fn read_legacy(data: &[u8]) -> Result<(Vec<(String, RawTensor)>, usiz
     let keys_at = pos;
     let keys = match unpickle(data, &mut pos)? {
         Value::List(keys) => keys,
-        other => return Err(fail(keys_at, format!("storage key list expected, got {other:?}"))),
+        other => {
+            return Err(fail(
+                keys_at,
+                format!("storage key list expected, got {}", other.describe()),
+            ));
+        }
     };
 
-    // Storage key -> (dtype of the first tensor seen, byte range of its data).
-    let mut leaves = Vec::new();
-    let mut skipped = 0usize;
-    flatten(String::new(), root, &mut leaves, &mut skipped);
-    let mut dtypes: HashMap<String, Dtype> = HashMap::new();
-    let mut parsed = Vec::with_capacity(leaves.len());
-    for (name, t) in leaves {
-        let (key, dtype) = storage_of(&t).map_err(|m| fail(root_at, format!("`{name}`: {m}")))?;
-        dtypes.entry(key.clone()).or_insert(dtype);
-        parsed.push((name, t, key, dtype));
-    }
+    let (views, skipped) = views(root, root_at, data.len())?;
+    let dtypes = storage_dtypes(&views);
 
-    let mut storages: HashMap<String, (usize, usize)> = HashMap::new();
+    let mut storages: HashMap<String, (&[u8], usize)> = HashMap::new();
     for key in keys {
         let Value::Str(key) = key else {
             return Err(fail(keys_at, "storage key is not a string"));
         };
         let count_at = pos;
-        let count = data
-            .get(pos..pos + 8)
+        let count = pos
+            .checked_add(8)
+            .and_then(|end| data.get(pos..end))
             .map(|b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])))
             .ok_or_else(|| {
                 fail(
@@ -124,7 +132,7 @@ pub(crate) fn read_legacy(data: &[u8]) -> Result<(Vec<(String, RawTensor)>, usiz
         pos += 8;
         // The element size comes from the tensors that use the storage: an unused storage
         // cannot be skipped safely.
-        let Some(elem) = dtypes.get(&key).map(|d| d.bitsize() / 8) else {
+        let Some(elem) = dtypes.get(key.as_str()).map(|d| d.bitsize() / 8) else {
             return Err(fail(
                 count_at,
                 format!("storage `{key}` is used by no tensor: unknown element size"),
@@ -137,20 +145,95 @@ pub(crate) fn read_legacy(data: &[u8]) -> Result<(Vec<(String, RawTensor)>, usiz
             .ok_or_else(|| {
                 fail(data.len(), format!("truncated file: storage `{key}` needs {numel} elements of {elem} bytes from offset {pos}"))
             })?;
-        storages.insert(key, (pos, numel));
+        if storages.insert(key.clone(), (&data[pos..pos + bytes], numel)).is_some() {
+            return Err(fail(count_at, format!("storage `{key}` appears twice")));
+        }
         pos += bytes;
     }
+    Ok((gather_all(views, &storages, keys_at)?, skipped))
+}
 
-    let mut out = Vec::with_capacity(parsed.len());
-    for (name, t, key, dtype) in parsed {
-        let &(start, numel) = storages.get(&key).ok_or_else(|| {
-            fail(keys_at, format!("`{name}`: storage `{key}` is not in the file"))
-        })?;
-        let raw = gather(&data[start..start + numel * (dtype.bitsize() / 8)], numel, dtype, &t)
-            .map_err(|m| fail(start, format!("`{name}`: {m}")))?;
-        out.push((name, raw));
+/// A tensor of a state dict: its dotted key, its view, and the storage it reads.
+pub(super) struct View {
+    name: String,
+    tensor: TensorRef,
+    key: String,
+    dtype: Dtype,
+}
+
+/// The tensors of a decoded state dict `root` (found at byte `at`) in a file of `file_len`
+/// bytes, with the number of skipped non-tensor leaves.
+///
+/// Checks that each storage is read as one element type and that the tensors decode to at most
+/// [`max_decoded_bytes`] in all, before anything is allocated for them.
+pub(super) fn views(
+    root: Value,
+    at: usize,
+    file_len: usize,
+) -> Result<(Vec<View>, usize), LegacyError> {
+    let mut leaves = Vec::new();
+    let mut skipped = 0usize;
+    flatten(String::new(), root, &mut leaves, &mut skipped);
+    let mut first_reader: HashMap<String, (Dtype, String)> = HashMap::new();
+    let mut views = Vec::with_capacity(leaves.len());
+    let mut decoded = 0usize;
+    let max_decoded = max_decoded_bytes(file_len);
+    for (name, tensor) in leaves {
+        let (key, dtype) = storage_of(&tensor).map_err(|m| fail(at, format!("`{name}`: {m}")))?;
+        match first_reader.get(&key) {
+            Some((first, by)) if *first != dtype => {
+                return Err(fail(
+                    at,
+                    format!(
+                        "storage `{key}` is read as {first:?} by `{by}` and as {dtype:?} by `{name}`"
+                    ),
+                ));
+            }
+            Some(_) => {}
+            None => {
+                first_reader.insert(key.clone(), (dtype, name.clone()));
+            }
+        }
+        decoded = tensor
+            .shape
+            .iter()
+            .try_fold(dtype.bitsize() / 8, |n, &d| n.checked_mul(d))
+            .and_then(|n| decoded.checked_add(n))
+            .filter(|&total| total <= max_decoded)
+            .ok_or_else(|| {
+                fail(at, format!(
+                    "`{name}` (size {:?}) would decode the file's tensors to more than {max_decoded} bytes, 4 × its {file_len} bytes + 1 MiB",
+                    tensor.shape
+                ))
+            })?;
+        views.push(View { name, tensor, key, dtype });
     }
-    Ok((out, skipped))
+    Ok((views, skipped))
+}
+
+/// The element type of each storage the views read.
+pub(super) fn storage_dtypes(views: &[View]) -> std::collections::BTreeMap<&str, Dtype> {
+    views.iter().map(|v| (v.key.as_str(), v.dtype)).collect()
+}
+
+/// Copies every view out of its storage (`key → (bytes, element count)`); `at` is the offset
+/// reported for a storage missing from the file.
+pub(super) fn gather_all(
+    views: Vec<View>,
+    storages: &HashMap<String, (&[u8], usize)>,
+    at: usize,
+) -> Result<Vec<(String, RawTensor)>, LegacyError> {
+    views
+        .into_iter()
+        .map(|View { name, tensor, key, dtype }| {
+            let &(storage, numel) = storages
+                .get(&key)
+                .ok_or_else(|| fail(at, format!("`{name}`: storage `{key}` is not in the file")))?;
+            let raw = gather(storage, numel, dtype, &tensor)
+                .map_err(|m| fail(at, format!("`{name}`: {m}")))?;
+            Ok((name, raw))
+        })
+        .collect()
 }
 
 fn check_sys_info(v: &Value) -> Result<(), String> {
@@ -187,35 +270,42 @@ fn flatten(prefix: String, v: Value, out: &mut Vec<(String, TensorRef)>, skipped
 /// The storage key and element type named by a tensor's persistent id.
 fn storage_of(t: &TensorRef) -> Result<(String, Dtype), String> {
     let Value::Tuple(items) = t.storage.as_ref() else {
-        return Err(format!("persistent id is not a tuple: {:?}", t.storage));
+        return Err(format!("persistent id is not a tuple: {}", t.storage.describe()));
     };
     match items.as_slice() {
         [Value::Str(tag), ty, Value::Str(key), ..] if tag == "storage" => {
-            let dtype =
-                storage_dtype(ty).ok_or_else(|| format!("unsupported storage type {ty:?}"))?;
+            let dtype = storage_dtype(ty)
+                .ok_or_else(|| format!("unsupported storage type {}", ty.describe()))?;
             Ok((key.clone(), dtype))
         }
-        _ => Err(format!("unexpected persistent id {items:?}")),
+        _ => Err(format!("unexpected persistent id {}", t.storage.describe())),
     }
 }
 
 /// Copies a strided view of a storage into a contiguous row-major buffer.
+///
+/// The caller has checked that the view's byte size fits the decoding cap; this checks, with
+/// checked arithmetic, that every element it reads lies inside the storage.
 fn gather(storage: &[u8], numel: usize, dtype: Dtype, t: &TensorRef) -> Result<RawTensor, String> {
     let elem = dtype.bitsize() / 8;
-    let count: usize = t.shape.iter().product();
+    let too_large = || format!("view size {:?} overflows", t.shape);
+    let count = t.shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d)).ok_or_else(too_large)?;
     if count > 0 {
-        let last = t.storage_offset
-            + t.shape.iter().zip(&t.strides).map(|(&n, &s)| (n - 1) * s).sum::<usize>();
-        if last >= numel {
+        let last =
+            t.shape.iter().zip(&t.strides).try_fold(t.storage_offset, |acc, (&n, &s)| {
+                (n - 1).checked_mul(s)?.checked_add(acc)
+            });
+        if last.is_none_or(|last| last >= numel) {
             return Err(format!(
-                "view (offset {}, size {:?}, stride {:?}) reaches element {last} of a {numel}-element storage",
+                "view (offset {}, size {:?}, stride {:?}) reaches outside its {numel}-element storage",
                 t.storage_offset, t.shape, t.strides
             ));
         }
     }
-    let mut data = Vec::with_capacity(count * elem);
+    let mut data = Vec::with_capacity(count.checked_mul(elem).ok_or_else(too_large)?);
     let mut index = vec![0usize; t.shape.len()];
     for _ in 0..count {
+        // Each term is at most the `last` element checked above: no overflow, in range.
         let src =
             t.storage_offset + index.iter().zip(&t.strides).map(|(i, s)| i * s).sum::<usize>();
         data.extend_from_slice(&storage[src * elem..(src + 1) * elem]);
