@@ -1,15 +1,18 @@
 //! `cargo xtask reproduce`: fetch, run the committed manifest with the release `llb` binary, and
 //! render `results/<name>.json` into `results/<name>.csv`, `docs/tables/<name>.md` and
-//! `docs/tables/<name>.svg`.
+//! `docs/tables/<name>.svg`; or one shard of it, the merge of the shards, or both as Slurm jobs
+//! (see `shards`).
 
 mod render;
 mod results;
+mod shards;
+mod slurm;
 mod stats;
 mod svg;
 
 use anyhow::Context;
 use std::path::{Path, PathBuf};
-use xshell::{Shell, cmd};
+use xshell::Shell;
 
 /// The default manifest: the built-in benchmark (v2), PatchCore and SoftPatch.
 const DEFAULT_MANIFEST: &str = "xtask/manifests/benchmark.json";
@@ -52,12 +55,15 @@ const REALIAD_CATEGORIES: [&str; 30] = [
 ];
 
 /// Runs `cargo xtask reproduce [--full | --manifest PATH] [--realiad ROOT [--categories A,B]]
-/// [--render-only]`.
+/// [--render-only | --shard I/N | --merge | --slurm [--shards N] [--partition P]
+/// [--gpus-per-task G] [--time T] [--submit]] [--out DIR] [--llb PATH | --features F]
+/// [--device D] [--no-fetch]`.
 pub(crate) fn run(sh: &Shell, args: &[String]) -> anyhow::Result<()> {
     let mut manifest = PathBuf::from(DEFAULT_MANIFEST);
     let mut realiad: Option<PathBuf> = None;
     let mut categories: Vec<String> = REALIAD_CATEGORIES.iter().map(|c| c.to_string()).collect();
     let mut render_only = false;
+    let mut options = shards::Options::default();
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         match arg.as_str() {
@@ -71,9 +77,15 @@ pub(crate) fn run(sh: &Shell, args: &[String]) -> anyhow::Result<()> {
                 categories = list.split(',').map(str::to_owned).collect();
             }
             "--render-only" => render_only = true,
-            other => anyhow::bail!("reproduce: unknown argument `{other}`"),
+            other => {
+                anyhow::ensure!(
+                    options.parse_arg(other, &mut it)?,
+                    "reproduce: unknown argument `{other}`"
+                )
+            }
         }
     }
+    options.check()?;
     if let Some(root) = &realiad {
         manifest = realiad_manifest(&manifest, root, &categories)?;
     }
@@ -83,15 +95,10 @@ pub(crate) fn run(sh: &Shell, args: &[String]) -> anyhow::Result<()> {
         .as_str()
         .context("the manifest has no `name`")?
         .to_owned();
-    if !render_only {
-        cmd!(sh, "cargo build --release --locked --package llb-cli").run()?;
-        if realiad.is_none() {
-            cmd!(sh, "cargo run --release --locked --package llb-cli -- fetch").run()?;
-        }
-        cmd!(sh, "cargo run --release --locked --package llb-cli -- experiment --manifest {manifest} --out results")
-            .run()?;
+    if render_only {
+        return render_files(&options.out_root(), &name);
     }
-    render_files(&crate::project_root(), &name)
+    shards::run(sh, &options, &manifest, &name, realiad.is_none())
 }
 
 /// Renders `results/<name>.json` into the CSV, Markdown and SVG files.

@@ -99,6 +99,29 @@ fn append_line<R: Serialize + DeserializeOwned>(path: &Path, row: &R) -> anyhow:
     file.sync_data().with_context(|| format!("syncing {}", path.display()))
 }
 
+/// The logs of manifest `name` in `out`: the whole run's `<name>.rows.jsonl` and every shard's
+/// `<name>.shard-I-of-N.rows.jsonl`, sorted by file name (the order in which duplicate keys are
+/// resolved: the first row read wins).
+pub(crate) fn log_paths(out: &Path, name: &str) -> anyhow::Result<Vec<std::path::PathBuf>> {
+    let whole = format!("{name}.rows.jsonl");
+    let shard = format!("{name}.shard-");
+    let entries = match std::fs::read_dir(out) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("listing {}", out.display())),
+    };
+    let mut paths = Vec::new();
+    for entry in entries {
+        let entry = entry.with_context(|| format!("listing {}", out.display()))?;
+        let file = entry.file_name().to_string_lossy().into_owned();
+        if file == whole || (file.starts_with(&shard) && file.ends_with(".rows.jsonl")) {
+            paths.push(entry.path());
+        }
+    }
+    paths.sort();
+    Ok(paths)
+}
+
 /// Makes the file end with a whole line and returns its length: a parseable unterminated last
 /// line gets its newline, a torn one is cut off.
 fn repair_tail<R: DeserializeOwned>(file: &mut std::fs::File) -> std::io::Result<u64> {

@@ -2,8 +2,10 @@
 //! manifest, with per-row resume, written as one JSON file of result rows.
 
 use super::dataset::{DatasetSpec, contaminated, load_clean};
+use super::grid::{GridCell, assemble, grid, read_logs};
 use super::log::{append_log, lock_log, read_rows};
 use super::manifest::Manifest;
+use super::shard::{Shard, assign};
 use crate::pipeline::{
     Extracted, FitSettings, OnBadImage, RunContext, ScreeningQuality, evaluate, fit_final,
     groups_of, model_dir, screen,
@@ -30,6 +32,15 @@ pub(crate) struct ExperimentArgs {
     /// Asset and feature cache folder (default `$LLB_CACHE`, else `~/.cache/llb`).
     #[arg(long)]
     pub(crate) cache: Option<PathBuf>,
+    /// Compute only shard `I` of `N` (0-based: 0 ≤ I < N): the grid's (category, α, seed) cells
+    /// that a content-keyed, balanced assignment gives it, appended to its own log
+    /// `<name>.shard-I-of-N.rows.jsonl`; no `<name>.json` is written (see `--merge`).
+    #[arg(long, value_name = "I/N", conflicts_with = "merge")]
+    pub(crate) shard: Option<Shard>,
+    /// Compute nothing: write `<name>.json` from the logs in `--out` (the whole run's and every
+    /// shard's), the same bytes one process would write; fails naming any row no log holds.
+    #[arg(long)]
+    pub(crate) merge: bool,
 }
 
 /// One fitted and evaluated configuration.
@@ -97,85 +108,146 @@ pub(crate) struct Results {
 }
 
 /// One planned row: labels and settings.
-struct Planned {
-    method: String,
-    ablation: Option<String>,
-    settings: FitSettings,
-    backbone: usize,
+#[derive(Clone)]
+pub(crate) struct Planned {
+    pub(crate) method: String,
+    pub(crate) ablation: Option<String>,
+    pub(crate) settings: FitSettings,
+    pub(crate) backbone: usize,
 }
 
-/// Runs `llb experiment`.
+/// Runs `llb experiment`: the whole grid, one shard of it (`--shard`), or the assembly of every
+/// log (`--merge`).
 pub(crate) fn run(args: &ExperimentArgs, device: &Device) -> anyhow::Result<()> {
     let manifest = Manifest::read(&args.manifest)?;
-    let ctx = RunContext::new(args.cache.clone(), device)?;
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
-    let log_path = args.out.join(format!("{}.rows.jsonl", manifest.name));
-    let _log_lock = lock_log(&log_path)?;
-    let mut done: BTreeMap<String, ResultRow> =
-        read_rows(&log_path)?.into_iter().map(|r| (r.key.clone(), r)).collect();
     let started = Instant::now();
+    let categories: Vec<(&DatasetSpec, String)> = manifest
+        .datasets
+        .iter()
+        .flat_map(|d| d.categories().into_iter().map(move |c| (d, c)))
+        .collect();
+    let grid = grid(&manifest, &categories)?;
+    let results_path = args.out.join(format!("{}.json", manifest.name));
+    // A shard resumes from its own log only (other shards may be appending to theirs); the
+    // whole run and the merge read every log.
+    let (log_path, mut done) = match args.shard {
+        Some(shard) => {
+            let path = args.out.join(shard.log_name(&manifest.name));
+            let done = read_rows(&path)?.into_iter().map(|r| (r.key.clone(), r)).collect();
+            (path, done)
+        }
+        None => (
+            args.out.join(format!("{}.rows.jsonl", manifest.name)),
+            read_logs(&args.out, &manifest.name)?,
+        ),
+    };
+    // One writer per log: a second run on the same log waits, then skips the finished rows.
+    let _log_lock = lock_log(&log_path)?;
+    let selected: Vec<&GridCell<'_>> = match args.shard {
+        Some(shard) => {
+            let weights: Vec<_> = grid.iter().map(|c| (c.key.clone(), c.planned.len())).collect();
+            let assignment = assign(&weights, shard.count);
+            grid.iter().filter(|c| assignment[&c.key] == shard.index).collect()
+        }
+        None => grid.iter().collect(),
+    };
+    let todo: Vec<&GridCell<'_>> = selected
+        .iter()
+        .copied()
+        .filter(|c| c.planned.iter().any(|(_, key)| !done.contains_key(key)))
+        .collect();
+    let mut computed = 0usize;
+    if !todo.is_empty() && !args.merge {
+        computed = compute(args, &manifest, &todo, &mut done, &log_path, device)?;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    if let Some(shard) = args.shard {
+        let rows: usize = selected.iter().map(|c| c.planned.len()).sum();
+        println!(
+            "{}",
+            serde_json::json!({"shard": shard.to_string(), "log": log_path, "cells": selected.len(),
+                "rows": rows, "computed": computed, "seconds": seconds})
+        );
+        return Ok(());
+    }
+    let rows = assemble(&grid, &done).with_context(|| {
+        format!("assembling {} from the logs in {}", results_path.display(), args.out.display())
+    })?;
+    let results = Results { manifest: manifest.clone(), rows };
+    model_dir::write_json(&results_path, &results)?;
+    println!(
+        "{}",
+        serde_json::json!({"results": results_path, "rows": results.rows.len(),
+            "computed": computed, "seconds": seconds})
+    );
+    Ok(())
+}
+
+/// Computes the rows of `cells` that `done` lacks, appending each to `log_path` as it finishes;
+/// returns how many were computed. Cells of one category are consecutive (manifest order), so
+/// each category's clean data is loaded once.
+fn compute(
+    args: &ExperimentArgs,
+    manifest: &Manifest,
+    cells: &[&GridCell<'_>],
+    done: &mut BTreeMap<String, ResultRow>,
+    log_path: &std::path::Path,
+    device: &Device,
+) -> anyhow::Result<usize> {
+    let ctx = RunContext::new(args.cache.clone(), device)?;
     let resume = ctx.assets.root().join("stage1");
     let extractors = manifest
         .backbones
         .iter()
         .map(|b| ctx.extractor(&b.settings.encoder))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let mut rows = Vec::new();
     let mut computed = 0usize;
-    let categories =
-        manifest.datasets.iter().flat_map(|d| d.categories().into_iter().map(move |c| (d, c)));
-    for (dataset, category) in categories {
-        let _span = tracing::info_span!("category", category = %category).entered();
-        let clean = load_clean(dataset, &category, &ctx)?;
-        for &seed in &manifest.seeds {
-            for &ratio in &manifest.contamination_ratios {
-                let _span = tracing::info_span!("cell", alpha = ratio, seed).entered();
-                let data = contaminated(dataset, clean.as_ref(), &category, ratio, seed)?;
-                let all: Vec<Sample> = data.train.iter().chain(&data.test).cloned().collect();
-                let mut features = BTreeMap::new();
-                for planned in plan(&manifest, ratio, seed) {
-                    let cell =
-                        Cell { manifest: &manifest, dataset, category: &category, ratio, seed };
-                    let key = cell.key(&planned.settings)?;
-                    if let Some(row) = done.get(&key) {
-                        rows.push(ResultRow {
-                            method: planned.method,
-                            ablation: planned.ablation,
-                            ..row.clone()
-                        });
-                        continue;
-                    }
-                    let b = planned.backbone;
-                    if let std::collections::btree_map::Entry::Vacant(slot) = features.entry(b) {
-                        slot.insert(extractors[b].extract(&all, OnBadImage::Skip)?);
-                    }
-                    let extracted = &features[&b];
-                    let row =
-                        run_one(&cell, &data, extracted, &extractors[b], planned, key, &resume)?;
-                    tracing::info!(method = %row.method, ablation = ?row.ablation, seed, i_auroc = row.i_auroc,
-                        screening_auroc = ?row.screening.as_ref().map(|s| s.auroc), fit_seconds = row.fit_seconds, "row done");
-                    append_log(&log_path, &row)?;
-                    computed += 1;
-                    done.insert(row.key.clone(), row.clone());
-                    rows.push(row);
-                }
+    let mut clean: Option<(&str, Option<Dataset>)> = None;
+    for grid_cell in cells {
+        let cell = &grid_cell.cell;
+        let (category, ratio, seed) = (cell.category, cell.ratio, cell.seed);
+        let _span =
+            tracing::info_span!("cell", category = %category, alpha = ratio, seed).entered();
+        if clean.as_ref().is_none_or(|(c, _)| *c != category) {
+            clean = Some((category, load_clean(cell.dataset, category, &ctx)?));
+        }
+        let clean_data = clean.as_ref().and_then(|(_, d)| d.as_ref());
+        let data = contaminated(cell.dataset, clean_data, category, ratio, seed)?;
+        let all: Vec<Sample> = data.train.iter().chain(&data.test).cloned().collect();
+        let mut features = BTreeMap::new();
+        for (planned, key) in &grid_cell.planned {
+            if done.contains_key(key) {
+                continue;
             }
+            let b = planned.backbone;
+            if let std::collections::btree_map::Entry::Vacant(slot) = features.entry(b) {
+                slot.insert(extractors[b].extract(&all, OnBadImage::Skip)?);
+            }
+            let extracted = &features[&b];
+            let row = run_one(
+                cell,
+                &data,
+                extracted,
+                &extractors[b],
+                planned.clone(),
+                key.clone(),
+                &resume,
+            )?;
+            tracing::info!(method = %row.method, ablation = ?row.ablation, seed, i_auroc = row.i_auroc,
+                screening_auroc = ?row.screening.as_ref().map(|s| s.auroc), fit_seconds = row.fit_seconds, "row done");
+            append_log(log_path, &row)?;
+            computed += 1;
+            done.insert(row.key.clone(), row);
         }
     }
-    let results = Results { manifest: manifest.clone(), rows };
-    model_dir::write_json(&args.out.join(format!("{}.json", manifest.name)), &results)?;
-    println!(
-        "{}",
-        serde_json::json!({"results": args.out.join(format!("{}.json", manifest.name)), "rows": results.rows.len(),
-            "computed": computed, "seconds": started.elapsed().as_secs_f64()})
-    );
-    Ok(())
+    Ok(computed)
 }
 
 /// The rows of one (α, seed) cell: every backbone's baseline and purified settings, and the
 /// ablations of the first backbone at the ablation ratios, all with `seed`'s seeds.
-fn plan(manifest: &Manifest, ratio: f64, seed: u64) -> Vec<Planned> {
+pub(crate) fn plan(manifest: &Manifest, ratio: f64, seed: u64) -> Vec<Planned> {
     let mut planned = Vec::new();
     for (b, backbone) in manifest.backbones.iter().enumerate() {
         let settings = backbone.settings.with_seed(seed);
@@ -209,18 +281,18 @@ fn plan(manifest: &Manifest, ratio: f64, seed: u64) -> Vec<Planned> {
 }
 
 /// One (category, α, seed) cell of the grid.
-struct Cell<'a> {
-    manifest: &'a Manifest,
-    dataset: &'a DatasetSpec,
-    category: &'a str,
-    ratio: f64,
-    seed: u64,
+pub(crate) struct Cell<'a> {
+    pub(crate) manifest: &'a Manifest,
+    pub(crate) dataset: &'a DatasetSpec,
+    pub(crate) category: &'a str,
+    pub(crate) ratio: f64,
+    pub(crate) seed: u64,
 }
 
 impl Cell<'_> {
     /// The resume key of `settings` in this cell: SHA-256 of the canonical JSON of everything
     /// that determines the numbers.
-    fn key(&self, settings: &FitSettings) -> anyhow::Result<String> {
+    pub(crate) fn key(&self, settings: &FitSettings) -> anyhow::Result<String> {
         let description = serde_json::json!({
             "row_format": 2,
             "dataset": self.dataset,

@@ -23,6 +23,9 @@ mod realiad;
 // the plain fit bit for bit, and experiment rows are reused exactly when their settings match.
 mod order;
 
+// `--shard I/N` and `--merge`: shards at once on one cache, merged into what one process writes.
+mod shard;
+
 // `--device`: cpu works, malformed values and CUDA in a CPU-only build are input errors.
 mod device;
 
