@@ -86,36 +86,58 @@ pub(crate) fn headline(results: &Results) -> String {
         "| α | backbone | plain | purified (`llb`) | clean (α = 0) | share of the loss won back | anomalies among kept images (goal ≤ α/4) |"
     );
     let _ = writeln!(md, "|---|---|---|---|---|---|---|");
-    for &ratio in results.manifest.contamination_ratios.iter().filter(|&&a| a > 0.0) {
-        for pair in pairs(results) {
-            let plain = Sel::main(&pair.plain, ratio);
-            let purified = Sel::main(&pair.purified, ratio);
-            let clean = plain.at(0.0);
-            let _ = writeln!(
-                md,
-                "| {ratio} | {} | {} | {} | {} | {} | {} (α = {:.1} %) |",
-                pair.plain,
-                pct(results.estimate(plain, I_AUROC)),
-                pct(results.estimate(purified, I_AUROC)),
-                pct(results.estimate(clean, I_AUROC)),
-                share_won_back(results, purified, plain, clean),
-                pct(results.estimate(purified, KEPT_ANOMALY_FRACTION)),
-                100.0 * ratio,
-            );
-        }
+    for c in contaminated_cells(results) {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {} | {} (α = {:.1} %) |",
+            c.ratio,
+            c.pair.plain,
+            pct(results.estimate(c.plain(), I_AUROC)),
+            pct(results.estimate(c.purified(), I_AUROC)),
+            pct(results.estimate(c.clean(), I_AUROC)),
+            share_won_back(results, &c),
+            pct(results.estimate(c.purified(), KEPT_ANOMALY_FRACTION)),
+            100.0 * c.ratio,
+        );
     }
     md
 }
 
 /// The share of the contamination cost won back, or `no clear cost` when the paired cost's
 /// interval reaches zero (a share of nothing is noise divided by noise).
-fn share_won_back(results: &Results, purified: Sel<'_>, plain: Sel<'_>, clean: Sel<'_>) -> String {
-    match results.paired(clean, plain, I_AUROC) {
+fn share_won_back(results: &Results, c: &Cell) -> String {
+    match results.paired(c.clean(), c.plain(), I_AUROC) {
         Some(cost) if cost.clearly_positive() => {
-            pct(results.recovered(purified, plain, clean, I_AUROC))
+            pct(results.recovered(c.purified(), c.plain(), c.clean(), I_AUROC))
         }
         _ => "no clear cost".to_owned(),
     }
+}
+
+/// One backbone at one contaminated α: its plain and purified rows and its clean (α = 0) rows.
+struct Cell {
+    ratio: f64,
+    pair: Pair,
+}
+
+impl Cell {
+    fn plain(&self) -> Sel<'_> {
+        Sel::main(&self.pair.plain, self.ratio)
+    }
+    fn purified(&self) -> Sel<'_> {
+        Sel::main(&self.pair.purified, self.ratio)
+    }
+    fn clean(&self) -> Sel<'_> {
+        self.plain().at(0.0)
+    }
+}
+
+/// Every (contaminated α, backbone) cell, α first.
+fn contaminated_cells(results: &Results) -> Vec<Cell> {
+    let ratios = results.manifest.contamination_ratios.iter().filter(|&&a| a > 0.0);
+    ratios
+        .flat_map(|&ratio| pairs(results).into_iter().map(move |pair| Cell { ratio, pair }))
+        .collect()
 }
 
 fn metric_table(results: &Results, md: &mut String, title: &str, metric: Metric) {
@@ -148,23 +170,19 @@ fn recovery_section(results: &Results, md: &mut String) {
         "| α | backbone | cost | won back | share | kept anomalies | screening AUROC | screening AP |"
     );
     let _ = writeln!(md, "|---|---|---|---|---|---|---|---|");
-    for &ratio in results.manifest.contamination_ratios.iter().filter(|&&a| a > 0.0) {
-        for pair in pairs(results) {
-            let plain = Sel::main(&pair.plain, ratio);
-            let purified = Sel::main(&pair.purified, ratio);
-            let clean = plain.at(0.0);
-            let _ = writeln!(
-                md,
-                "| {ratio} | {} | {} | {} | {} | {} | {} | {} |",
-                pair.plain,
-                pct(results.paired(clean, plain, I_AUROC)),
-                pct(results.paired(purified, plain, I_AUROC)),
-                share_won_back(results, purified, plain, clean),
-                pct(results.estimate(purified, KEPT_ANOMALY_FRACTION)),
-                pct(results.estimate(purified, SCREEN_AUROC)),
-                pct(results.estimate(purified, SCREEN_AP)),
-            );
-        }
+    for c in contaminated_cells(results) {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            c.ratio,
+            c.pair.plain,
+            pct(results.paired(c.clean(), c.plain(), I_AUROC)),
+            pct(results.paired(c.purified(), c.plain(), I_AUROC)),
+            share_won_back(results, &c),
+            pct(results.estimate(c.purified(), KEPT_ANOMALY_FRACTION)),
+            pct(results.estimate(c.purified(), SCREEN_AUROC)),
+            pct(results.estimate(c.purified(), SCREEN_AP)),
+        );
     }
 }
 
