@@ -3,7 +3,7 @@
 
 use crate::metrics_cmd::bad;
 use crate::pipeline::{
-    DataArgs, FittedDetector, ModelArgs, ModelCard, OnBadImage, RunContext, Screening,
+    DataArgs, FitSettings, FittedDetector, ModelArgs, ModelCard, OnBadImage, RunContext, Screening,
     ScreeningQuality, calibrate_threshold, fit_final, groups_of, model_dir, screen_observed,
 };
 use crate::review::{self, DecisionsRecord, ReviewInput, ReviewMaps};
@@ -80,7 +80,7 @@ pub(crate) fn run(args: &FitArgs, stage1_only: bool, device: &Device) -> anyhow:
     if let (Some(s), Some(rule)) = (&screening, &rule_selection) {
         let input = ReviewInput {
             title: dataset.category.clone(),
-            detector: detector_kind(&settings.detector)?,
+            detector: submodel_label(&settings)?,
             table: &s.table,
             purification: &s.purification,
             rule_selection: rule,
@@ -183,9 +183,22 @@ pub(crate) fn run(args: &FitArgs, stage1_only: bool, device: &Device) -> anyhow:
 }
 
 /// A detector's kind as its settings name it (`patchcore`, `softpatch`, `dinomaly`).
-fn detector_kind(detector: &impl serde::Serialize) -> anyhow::Result<String> {
-    let value = serde_json::to_value(detector)?;
-    Ok(value["kind"].as_str().unwrap_or("detector").to_string())
+/// What the review page calls the stage-1 sub-models: the detector kind, and for memory banks
+/// how the bank is sampled and read (`patchcore (random 10 % bank, nearest)`), since the
+/// default screener is a PatchCore unlike the final one.
+fn submodel_label(settings: &FitSettings) -> anyhow::Result<String> {
+    let submodel = settings.purify.as_ref().and_then(|p| p.submodel.as_ref());
+    let value = serde_json::to_value(submodel.unwrap_or(&settings.detector))?;
+    let kind = value["kind"].as_str().unwrap_or("detector");
+    Ok(match (value["bank_sampling"].as_str(), value["coreset_fraction"].as_f64()) {
+        (Some(sampling), Some(fraction)) => format!(
+            "{kind} ({} {} % bank, {})",
+            sampling.replace('-', " "),
+            (fraction * 1000.0).round() / 10.0,
+            value["patch_score"]["kind"].as_str().unwrap_or("nearest").replace('-', " ")
+        ),
+        _ => kind.to_owned(),
+    })
 }
 
 /// Writes `decisions-applied.json` and returns the summary line's part about it.
@@ -265,4 +278,28 @@ pub(crate) fn write_screening(
         model_dir::write_json(&out.join("purity.json"), &json)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Flags {
+        #[command(flatten)]
+        model: ModelArgs,
+    }
+
+    fn label(flags: &[&str]) -> String {
+        let args = Flags::parse_from(std::iter::once("llb").chain(flags.iter().copied())).model;
+        submodel_label(&args.settings().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn the_review_page_names_the_screener_not_the_final_detector() {
+        assert_eq!(label(&[]), "patchcore (random 10 % bank, nearest)");
+        assert_eq!(label(&["--submodel", "same"]), "patchcore (greedy coreset 10 % bank, nearest)");
+        assert_eq!(label(&["--detector", "softpatch", "--submodel", "same"]), "softpatch");
+    }
 }
