@@ -5,8 +5,11 @@ use serde::Serialize;
 
 /// The style sheet both pages share.
 const STYLE: &str = include_str!("style.css");
+/// DOM helpers (`el`, `fmt`) every page script uses; placed before it.
+const DOM: &str = include_str!("dom.js");
 
-/// A complete HTML page titled `title`, whose script `script` reads `data` from the element
+/// A complete HTML page titled `title`, whose script `script` (after the shared DOM helpers of
+/// `dom.js`) reads `data` from the element
 /// `#data` (JSON, with `<` escaped so that no text in it can close the script element).
 pub(crate) fn html(title: &str, data: &impl Serialize, script: &str) -> anyhow::Result<String> {
     let json = serde_json::to_string(data)?.replace('<', "\\u003c");
@@ -18,7 +21,7 @@ pub(crate) fn html(title: &str, data: &impl Serialize, script: &str) -> anyhow::
          <title>{}</title>\n<style>\n{STYLE}</style>\n</head>\n<body>\n\
          <div id=\"app\"><p class=\"loading\">Loading…</p></div>\n\
          <script id=\"data\" type=\"application/json\">{json}</script>\n\
-         <script>\n{script}</script>\n</body>\n</html>\n",
+         <script>\n{DOM}{script}</script>\n</body>\n</html>\n",
         escape(title)
     ))
 }

@@ -2,27 +2,10 @@
 // one page at a time, with overlays on the model's fixed colour scale, the verdicts and, for
 // anomalous images of memory-bank models, the training patch their worst patch was nearest to.
 // No network: every image is a file beside the page.
-"use strict";
 (function () {
   const data = JSON.parse(document.getElementById("data").textContent);
   const rows = data.rows;
   const state = { filter: "all", pageSize: 25, page: 0 };
-  const fmt = v => (Math.abs(v) >= 100 ? v.toFixed(1) : v.toPrecision(4));
-
-  function el(tag, attrs, ...children) {
-    const node = document.createElement(tag);
-    for (const [k, v] of Object.entries(attrs || {})) {
-      if (v === null || v === undefined || v === false) continue;
-      if (k === "class") node.className = v;
-      else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
-      else node.setAttribute(k, v === true ? "" : v);
-    }
-    for (const c of children.flat()) {
-      if (c === null || c === undefined || c === false) continue;
-      node.append(c instanceof Node ? c : document.createTextNode(String(c)));
-    }
-    return node;
-  }
   const svg = (tag, attrs, ...children) => {
     const node = document.createElementNS("http://www.w3.org/2000/svg", tag);
     for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, v);

@@ -1,7 +1,6 @@
 // The training-set review page: reads the JSON in #data, renders one page of rows at a time,
 // keeps the person's keep / drop decisions (in memory and in the browser's localStorage) and
 // exports them as decisions.csv. No network: every image is a file beside the page.
-"use strict";
 (function () {
   const data = JSON.parse(document.getElementById("data").textContent);
   const rows = data.rows;
@@ -13,23 +12,7 @@
     if (saved) { decisions.clear(); saved.forEach(([id, d]) => decisions.set(id, d)); }
   } catch (e) { /* storage unavailable: decisions live in memory only */ }
   const state = { filter: "all", range: null, query: "", pageSize: 50, page: 0 };
-  const fmt = v => (Math.abs(v) >= 100 ? v.toFixed(1) : v.toPrecision(4));
   const pct = v => (v === null || v === undefined ? "–" : (100 * v).toFixed(1) + " %");
-
-  function el(tag, attrs, ...children) {
-    const node = document.createElement(tag);
-    for (const [k, v] of Object.entries(attrs || {})) {
-      if (v === null || v === undefined || v === false) continue;
-      if (k === "class") node.className = v;
-      else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
-      else node.setAttribute(k, v === true ? "" : v);
-    }
-    for (const c of children.flat()) {
-      if (c === null || c === undefined || c === false) continue;
-      node.append(c instanceof Node ? c : document.createTextNode(String(c)));
-    }
-    return node;
-  }
   const svg = (tag, attrs, ...children) => {
     const node = document.createElementNS("http://www.w3.org/2000/svg", tag);
     for (const [k, v] of Object.entries(attrs || {})) {
