@@ -283,17 +283,10 @@ pub(crate) fn write_screening(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
-
-    #[derive(Parser)]
-    struct Flags {
-        #[command(flatten)]
-        model: ModelArgs,
-    }
+    use crate::pipeline::settings_from_flags;
 
     fn label(flags: &[&str]) -> String {
-        let args = Flags::parse_from(std::iter::once("llb").chain(flags.iter().copied())).model;
-        submodel_label(&args.settings().unwrap()).unwrap()
+        submodel_label(&settings_from_flags(flags)).unwrap()
     }
 
     #[test]

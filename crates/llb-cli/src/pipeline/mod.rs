@@ -17,6 +17,8 @@ pub(crate) use evaluate::{Evaluation, evaluate, for_each_scored};
 pub(crate) use extract::{Extracted, Extractor, OnBadImage};
 pub(crate) use model_dir::ModelCard;
 pub(crate) use quality::ScreeningQuality;
+#[cfg(test)]
+pub(crate) use settings::settings_from_flags;
 pub(crate) use settings::{DEFAULT_SELECTION, ModelArgs};
 pub(crate) use source::{DataArgs, groups_of};
 pub(crate) use twostage::{

@@ -177,20 +177,25 @@ impl ModelArgs {
     }
 }
 
+/// The settings `llb fit` builds from these model flags (tests).
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use clap::Parser;
-
-    #[derive(Parser)]
+pub(crate) fn settings_from_flags(flags: &[&str]) -> FitSettings {
+    #[derive(clap::Parser)]
     struct Flags {
         #[command(flatten)]
         model: ModelArgs,
     }
+    let args =
+        <Flags as clap::Parser>::parse_from(std::iter::once("llb").chain(flags.iter().copied()));
+    args.model.settings().unwrap()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
 
     fn defaults(extra: &[&str]) -> serde_json::Value {
-        let args = Flags::parse_from(std::iter::once("llb").chain(extra.iter().copied())).model;
-        serde_json::to_value(args.settings().unwrap()).unwrap()
+        serde_json::to_value(settings_from_flags(extra)).unwrap()
     }
 
     /// The committed benchmark's purified rows are what `llb fit` does with no options, so the
