@@ -131,10 +131,13 @@ fn exit_code(result: anyhow::Result<()>) -> std::process::ExitCode {
 }
 
 /// `true` when some error in the chain blames the input: a data-set, metric or rule error from
-/// the libraries, a missing file, or an option the command line rejected.
+/// the libraries, a pipeline error that blames the input (`llb_pipeline::Error::blames_input`),
+/// a missing file, or an option the command line rejected. The one place errors become exit
+/// codes.
 fn is_bad_input(err: &anyhow::Error) -> bool {
     err.chain().any(|e| {
         e.is::<metrics_cmd::BadInput>()
+            || e.downcast_ref::<llb_pipeline::Error>().is_some_and(llb_pipeline::Error::blames_input)
             || e.is::<llb_data::Error>()
             || e.is::<llb_metrics::Error>()
             || e.is::<llb_purify::Error>()

@@ -1,14 +1,17 @@
 //! `llb fit` and `llb purify`: the two stages (or stage 1 alone) on a training set, the review
 //! page of stage 1, and a person's decisions overruling its selection.
 
+use crate::data_args::DataArgs;
 use crate::metrics_cmd::bad;
-use crate::pipeline::{
-    DataArgs, FitSettings, FittedDetector, ModelArgs, ModelCard, OnBadImage, RunContext, Screening,
-    ScreeningQuality, calibrate_threshold, fit_final, groups_of, model_dir, screen_observed,
-};
-use crate::review::{self, DecisionsRecord, ReviewInput, ReviewMaps};
-use anyhow::Context;
+use crate::model_args::ModelArgs;
+use crate::review::{self, ReviewInput, ReviewMaps};
+use crate::run_context::RunContext;
 use candle_core::Device;
+use llb_pipeline::{
+    DecisionsRecord, FORMAT, FitSettings, ModelCard, OnBadImage, OutputFolder, Screening,
+    ScreeningQuality, calibrate_threshold, fit_final, groups_of, screen_observed,
+    training_ids_sha256, write_json,
+};
 use llb_data::Dataset;
 use llb_purify::{Decisions, Histogram, Purification, PurityReport};
 use llb_types::{Label, SampleId};
@@ -26,7 +29,7 @@ pub(crate) struct FitArgs {
     #[arg(long)]
     pub(crate) out: PathBuf,
     /// Skip unreadable images (reported) or stop at the first one.
-    #[arg(long, value_enum, default_value = "skip")]
+    #[arg(long, value_parser = crate::model_args::on_bad_image(), default_value = "skip")]
     pub(crate) on_bad_image: OnBadImage,
     /// Asset and feature cache folder (default `$LLB_CACHE`, else `~/.cache/llb`).
     #[arg(long)]
@@ -38,10 +41,14 @@ pub(crate) struct FitArgs {
 }
 
 /// Runs `llb fit`; with `stage1_only` (`llb purify`) stops after writing the screening results.
+///
+/// Every output goes into a temporary sibling of `--out` that is renamed into place at the end
+/// ([`OutputFolder`]), so `--out` holds the old run's outputs or the new run's, whole.
 pub(crate) fn run(args: &FitArgs, stage1_only: bool, device: &Device) -> anyhow::Result<()> {
+    // Flags first: a typo in a rule fails before the data set is read or a feature computed.
+    let settings = args.model.settings()?;
     let dataset = args.data.load()?;
     let ctx = RunContext::new(args.cache.clone(), device)?;
-    let settings = args.model.settings()?;
     if stage1_only {
         anyhow::ensure!(settings.purify.is_some(), "`llb purify` runs stage 1: drop --no-purify");
     }
@@ -62,8 +69,8 @@ pub(crate) fn run(args: &FitArgs, stage1_only: bool, device: &Device) -> anyhow:
     let mut maps = ReviewMaps::new(&train.ids, (size, size));
     let mut screening =
         screen_observed(&train, &groups, &settings, &cache_key, Some(&resume), Some(&mut maps))?;
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("creating {}", args.out.display()))?;
+    let folder = OutputFolder::create(&args.out)?;
+    let out = folder.path();
     // A person's decisions overrule the rule's selection before anything is written or fitted.
     let rule_selection = screening.as_ref().map(|s| s.purification.selection.clone());
     let record = match (&mut screening, &decisions) {
@@ -75,7 +82,7 @@ pub(crate) fn run(args: &FitArgs, stage1_only: bool, device: &Device) -> anyhow:
         }
         _ => None,
     };
-    write_screening(&args.out, &dataset, screening.as_ref(), decisions.as_ref())?;
+    write_screening(out, &dataset, screening.as_ref(), decisions.as_ref())?;
     let mut review_page = None;
     if let (Some(s), Some(rule)) = (&screening, &rule_selection) {
         let input = ReviewInput {
@@ -87,13 +94,14 @@ pub(crate) fn run(args: &FitArgs, stage1_only: bool, device: &Device) -> anyhow:
             decisions: decisions.as_ref(),
             samples: &dataset.train,
         };
-        review_page = Some(review::write_review_page(&args.out, &input, Some(&maps))?);
+        let page = review::write_review_page(out, &input, Some(&maps))?;
+        review_page = Some(folder.final_path(&page));
     }
     drop(maps);
     if !train.failures.is_empty() {
         let failures: BTreeMap<String, String> =
             train.failures.iter().map(|(id, reason)| (id.to_string(), reason.clone())).collect();
-        model_dir::write_json(&args.out.join("skipped_images.json"), &failures)?;
+        write_json(&out.join("skipped_images.json"), &failures)?;
     }
     let mut summary = serde_json::json!({
         "out": args.out,
@@ -117,8 +125,9 @@ pub(crate) fn run(args: &FitArgs, stage1_only: bool, device: &Device) -> anyhow:
                 &train,
                 &settings,
             )?;
-            summary["decisions"] = decisions_summary(&args.out, &applied)?;
+            summary["decisions"] = decisions_summary(out, &applied)?;
         }
+        folder.commit()?;
         println!("{summary}");
         return Ok(());
     }
@@ -136,12 +145,14 @@ pub(crate) fn run(args: &FitArgs, stage1_only: bool, device: &Device) -> anyhow:
     };
     let mut fitted = fit_final(&train, &settings, screening)?;
     let threshold = calibrate_threshold(&train, &fitted.kept, &settings)?;
-    name_bank_images(&mut fitted.model, &fitted.kept)?;
+    fitted.model.name_training_images(&fitted.kept)?;
     let card = ModelCard {
-        format: 1,
+        format: FORMAT,
         settings,
         weights_sha256: extractor.key().weights_sha256.clone(),
+        data: extractor.preprocess().clone(),
         threshold,
+        training_ids_sha256: training_ids_sha256(&train.ids),
         n_train: train.ids.len(),
         n_kept: fitted.kept.len(),
         decisions: record.clone(),
@@ -152,10 +163,10 @@ pub(crate) fn run(args: &FitArgs, stage1_only: bool, device: &Device) -> anyhow:
         input_spec: extractor.input_spec(),
         image_size_px: [extractor.image_size_px(); 2],
         image_score_rule: card.settings.test_score,
-        image_score_threshold: Some(threshold),
+        image_score_threshold: None,
     };
-    model_dir::save(&args.out, &card, &detector_card, &fitted.model)?;
-    write_training_images(&args.out, &dataset)?;
+    folder.save_model(&card, &detector_card, &fitted.model)?;
+    write_training_images(out, &dataset)?;
     summary["n_kept"] = fitted.kept.len().into();
     summary["threshold"] = threshold.into();
     if let (Some(record), Some(s), Some(rule)) = (record, &fitted.screening, &rule_selection) {
@@ -176,8 +187,9 @@ pub(crate) fn run(args: &FitArgs, stage1_only: bool, device: &Device) -> anyhow:
             &train,
             &card.settings,
         )?;
-        summary["decisions"] = decisions_summary(&args.out, &applied)?;
+        summary["decisions"] = decisions_summary(out, &applied)?;
     }
+    folder.commit()?;
     println!("{summary}");
     Ok(())
 }
@@ -206,7 +218,7 @@ fn decisions_summary(
     out: &Path,
     applied: &review::DecisionsApplied,
 ) -> anyhow::Result<serde_json::Value> {
-    model_dir::write_json(&out.join(review::DECISIONS_APPLIED), applied)?;
+    write_json(&out.join(review::DECISIONS_APPLIED), applied)?;
     Ok(serde_json::json!({
         "n_decisions": applied.record.decisions.len(),
         "kept_added": applied.record.kept_added,
@@ -218,23 +230,12 @@ fn decisions_summary(
     }))
 }
 
-/// Names the images a memory bank was built from, so that `llb predict` can show the training
-/// patch a test patch was compared with (`kept` is the order the final model was fitted in).
-fn name_bank_images(model: &mut FittedDetector, kept: &[SampleId]) -> anyhow::Result<()> {
-    match model {
-        FittedDetector::Patchcore(m) => m.name_training_images(kept)?,
-        FittedDetector::Softpatch(m) => m.name_training_images(kept)?,
-        FittedDetector::Dinomaly(_) => {}
-    }
-    Ok(())
-}
-
 /// Writes `training_images.json` (sample id → image path): where `llb predict`'s report finds
 /// the training images a model's memory-bank patches came from.
 fn write_training_images(out: &Path, dataset: &Dataset) -> anyhow::Result<()> {
     let paths: BTreeMap<&SampleId, &Path> =
         dataset.train.iter().map(|s| (&s.id, s.image_path.as_path())).collect();
-    model_dir::write_json(&out.join(review::TRAINING_IMAGES), &paths)
+    Ok(write_json(&out.join(review::TRAINING_IMAGES), &paths)?)
 }
 
 /// Writes the stage-1 outputs: the score table, `purification.csv` (most suspicious first, with
@@ -275,7 +276,7 @@ pub(crate) fn write_screening(
         let report = PurityReport::new(selection, &labels)?;
         let quality = ScreeningQuality::of(&screening.purification.fused, &labels)?;
         let json = serde_json::json!({"purity": report, "screening": quality});
-        model_dir::write_json(&out.join("purity.json"), &json)?;
+        write_json(&out.join("purity.json"), &json)?;
     }
     Ok(())
 }
@@ -283,7 +284,7 @@ pub(crate) fn write_screening(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline::settings_from_flags;
+    use crate::model_args::settings_from_flags;
 
     fn label(flags: &[&str]) -> String {
         submodel_label(&settings_from_flags(flags)).unwrap()

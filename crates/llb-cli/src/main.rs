@@ -3,6 +3,7 @@
 #![allow(clippy::print_stdout, reason = "a command line prints its results")]
 
 mod cli;
+mod data_args;
 mod eval_cmd;
 mod experiment;
 mod fetch_cmd;
@@ -11,12 +12,13 @@ mod fit_cmd;
 mod fuzz_tests;
 mod metrics_cmd;
 mod npy;
+mod model_args;
 mod overlay;
-mod pipeline;
 mod plot;
 mod predict_cmd;
 mod review;
 mod review_cmd;
+mod run_context;
 
 fn main() -> std::process::ExitCode {
     cli::main()

@@ -1,7 +1,8 @@
 //! `llb predict`: scores, verdicts, heat-map overlays, the report page and (optionally) raw maps
 //! for new images.
 
-use crate::pipeline::{OnBadImage, RunContext, for_each_scored, model_dir};
+use crate::run_context::RunContext;
+use llb_pipeline::{Model, ModelCard, OnBadImage, for_each_scored};
 use crate::review;
 use anyhow::Context;
 use candle_core::Device;
@@ -28,7 +29,7 @@ pub(crate) struct PredictArgs {
     #[arg(long)]
     pub(crate) save_maps: bool,
     /// Skip unreadable images (reported) or stop at the first one.
-    #[arg(long, value_enum, default_value = "skip")]
+    #[arg(long, value_parser = crate::model_args::on_bad_image(), default_value = "skip")]
     pub(crate) on_bad_image: OnBadImage,
     /// Asset and feature cache folder (default `$LLB_CACHE`, else `~/.cache/llb`).
     #[arg(long)]
@@ -38,7 +39,10 @@ pub(crate) struct PredictArgs {
 /// Runs `llb predict`.
 pub(crate) fn run(args: &PredictArgs, device: &Device) -> anyhow::Result<()> {
     let ctx = RunContext::new(args.cache.clone(), device)?;
-    let (card, model) = model_dir::load(&args.model, &ctx.device)?;
+    let loaded = Model::load(&args.model, &ctx.device)?;
+    let extractor = ctx.extractor(&loaded.card.settings.encoder)?;
+    loaded.check_weights(&extractor)?;
+    let Model { card, detector: model, .. } = loaded;
     let samples = if args.input.is_file() {
         let name =
             args.input.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
@@ -46,7 +50,6 @@ pub(crate) fn run(args: &PredictArgs, device: &Device) -> anyhow::Result<()> {
     } else {
         llb_data::read_image_folder(&args.input)?
     };
-    let extractor = ctx.extractor(&card.settings.encoder)?;
     let features = extractor.extract(&samples, args.on_bad_image)?;
     let threshold = args.threshold.unwrap_or(card.threshold);
     let size = extractor.image_size_px();
@@ -61,8 +64,8 @@ pub(crate) fn run(args: &PredictArgs, device: &Device) -> anyhow::Result<()> {
     csv.write_record(["sample_id", "path", "anomaly_score", "verdict"])?;
     let mut n_anomalous = 0;
     let mut report_rows = Vec::with_capacity(features.ids.len());
-    for_each_scored(&model, card.settings.test_score, &features, size, |id, score, map| {
-        let anomalous = score > threshold;
+    for_each_scored::<anyhow::Error>(&model, card.settings.test_score, &features, size, |id, score, map| {
+        let anomalous = ModelCard::is_anomalous(score, threshold);
         n_anomalous += usize::from(anomalous);
         let verdict = if anomalous { "anomalous" } else { "normal" };
         let path = path_of[id].display().to_string();

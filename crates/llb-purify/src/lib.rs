@@ -111,6 +111,6 @@ pub use fusion::{Aggregator, BuiltinAggregator};
 pub use histogram::{Histogram, HistogramBin};
 pub use purity::PurityReport;
 pub use registry::{AggregatorRegistry, Constructor, Registry, SelectorRegistry};
-pub use selection::{BuiltinSelector, Selection, Selector};
+pub use selection::{BuiltinSelector, Selection, Selector, robust_upper_fence};
 pub use spec::{RuleSpec, check_rule_name};
 pub use table::{ScoreCell, ScoreTable};

@@ -2,7 +2,7 @@
 //! contaminated split at each α, the built-in benchmark generated into the cache, and ELPV
 //! fetched into it.
 
-use crate::pipeline::{RunContext, model_dir};
+use crate::run_context::RunContext;
 use anyhow::Context;
 use llb_data::{
     BENCHMARK_V2_TEXTURES, BenchmarkConfig, ContaminationConfig, Dataset, ElpvConfig, RealIadSplit,
@@ -220,7 +220,7 @@ fn ensure_benchmark(
     let _span = tracing::info_span!("generate_benchmark", root = %root.display()).entered();
     let loaded = load_textures(textures, ctx)?;
     llb_data::generate_benchmark(&loaded, config, &root)?;
-    model_dir::write_json(&stamp, config)?;
+    llb_pipeline::write_json(&stamp, config)?;
     Ok(root)
 }
 

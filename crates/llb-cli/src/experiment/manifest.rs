@@ -2,7 +2,7 @@
 //! ablations, read from a committed JSON file so that a table can be regenerated exactly.
 
 use super::dataset::DatasetSpec;
-use crate::pipeline::{DetectorSettings, FitSettings};
+use llb_pipeline::{DetectorSettings, FitSettings};
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -97,7 +97,7 @@ impl Manifest {
             );
             if let Some(purify) = &backbone.settings.purify {
                 purify
-                    .check_rules()
+                    .rules().map(|_| ())
                     .with_context(|| format!("{}: backbones[{i}]", path.display()))?;
             }
         }
@@ -105,7 +105,7 @@ impl Manifest {
             for (label, settings) in ablation.variants(&manifest.backbones[0].settings) {
                 if let Some(purify) = &settings.purify {
                     purify
-                        .check_rules()
+                        .rules().map(|_| ())
                         .with_context(|| format!("{}: ablation {label}", path.display()))?;
                 }
             }
@@ -122,7 +122,7 @@ impl Manifest {
 impl Ablation {
     /// `(label, settings)` for each value, applied to `base`.
     pub(crate) fn variants(&self, base: &FitSettings) -> Vec<(String, FitSettings)> {
-        let with = |label: String, f: &dyn Fn(&mut crate::pipeline::PurifySettings)| {
+        let with = |label: String, f: &dyn Fn(&mut llb_pipeline::PurifySettings)| {
             let mut settings = base.clone();
             if let Some(purify) = settings.purify.as_mut() {
                 f(purify);

@@ -6,9 +6,9 @@ use super::grid::{GridCell, assemble, grid, read_logs};
 use super::log::{append_log, lock_log, read_rows};
 use super::manifest::Manifest;
 use super::shard::{Shard, assign};
-use crate::pipeline::{
-    Extracted, FitSettings, OnBadImage, RunContext, ScreeningQuality, evaluate, fit_final,
-    groups_of, model_dir, screen,
+use crate::run_context::RunContext;
+use llb_pipeline::{
+    Extracted, FitSettings, OnBadImage, ScreeningQuality, evaluate, fit_final, groups_of, screen,
 };
 use anyhow::Context;
 use candle_core::Device;
@@ -176,7 +176,7 @@ pub(crate) fn run(args: &ExperimentArgs, device: &Device) -> anyhow::Result<()> 
         format!("assembling {} from the logs in {}", results_path.display(), args.out.display())
     })?;
     let results = Results { manifest: manifest.clone(), rows };
-    model_dir::write_json(&results_path, &results)?;
+    llb_pipeline::write_json(&results_path, &results)?;
     println!(
         "{}",
         serde_json::json!({"results": results_path, "rows": results.rows.len(),
@@ -311,7 +311,7 @@ fn run_one(
     cell: &Cell<'_>,
     data: &Dataset,
     features: &Extracted,
-    extractor: &crate::pipeline::Extractor,
+    extractor: &llb_pipeline::Extractor,
     planned: Planned,
     key: String,
     resume: &std::path::Path,
@@ -351,8 +351,8 @@ fn result_row(
     planned: Planned,
     key: String,
     train: &Extracted,
-    fitted: &crate::pipeline::TwoStage,
-    evaluation: &crate::pipeline::Evaluation,
+    fitted: &llb_pipeline::TwoStage,
+    evaluation: &llb_pipeline::Evaluation,
     fit_seconds: f64,
 ) -> anyhow::Result<ResultRow> {
     let labels: BTreeMap<_, Label> =

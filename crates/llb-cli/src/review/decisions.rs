@@ -7,50 +7,16 @@
 //! `llb fit` fits the final model both ways to report this (stage 1 is shared); otherwise the two
 //! are the same fit.
 
-use crate::pipeline::Extracted;
-use crate::pipeline::FitSettings;
+use llb_pipeline::{DecisionsRecord, Extracted, FitSettings};
 use llb_detect::Detector;
 use llb_purify::{Decision, Decisions, FusedScores, Selection};
 use llb_types::SampleId;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// The file `llb fit --decisions` writes into the output folder.
 pub(crate) const DECISIONS_APPLIED: &str = "decisions-applied.json";
-
-/// The decisions a model was fitted with, as the model card records them.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct DecisionsRecord {
-    /// The decisions file, as given on the command line.
-    pub(crate) file: PathBuf,
-    /// Every decision in it, by sample id.
-    pub(crate) decisions: std::collections::BTreeMap<SampleId, Decision>,
-    /// Images the rule dropped and the decisions kept.
-    pub(crate) kept_added: Vec<SampleId>,
-    /// Images the rule kept and the decisions dropped.
-    pub(crate) kept_removed: Vec<SampleId>,
-}
-
-impl DecisionsRecord {
-    /// What `decisions` changed in `rule` to give `decided`.
-    pub(crate) fn new(decisions: &Decisions, rule: &Selection, decided: &Selection) -> Self {
-        let before: BTreeSet<&SampleId> = rule.kept.iter().collect();
-        let after: BTreeSet<&SampleId> = decided.kept.iter().collect();
-        Self {
-            file: decisions.source.clone(),
-            decisions: decisions.by_id.clone(),
-            kept_added: after.difference(&before).map(|id| (*id).clone()).collect(),
-            kept_removed: before.difference(&after).map(|id| (*id).clone()).collect(),
-        }
-    }
-
-    /// `true` when the decisions changed the kept set.
-    pub(crate) fn changes_kept_set(&self) -> bool {
-        !self.kept_added.is_empty() || !self.kept_removed.is_empty()
-    }
-}
 
 /// One side of the comparison: a final model's threshold and its scores of the reviewed images.
 pub(crate) struct Outcome<'a> {

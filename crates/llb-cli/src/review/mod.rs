@@ -13,7 +13,7 @@ mod training;
 
 pub(crate) use data::ReviewInput;
 pub(crate) use decisions::{
-    DECISIONS_APPLIED, DecisionsApplied, DecisionsRecord, Outcome, compare as compare_decisions,
+    DECISIONS_APPLIED, DecisionsApplied, Outcome, compare as compare_decisions,
     load as load_decisions,
 };
 pub(crate) use maps::ReviewMaps;

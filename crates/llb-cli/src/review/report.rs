@@ -4,7 +4,7 @@
 //! "normal" its most anomalous patch was compared with (see `report.js`).
 
 use super::thumbs::{self, HeatScale};
-use crate::pipeline::{Extracted, FittedDetector};
+use llb_pipeline::{Extracted, FittedDetector};
 use anyhow::Context;
 use llb_detect::NearestTrainingPatch;
 use llb_purify::{FusedScores, Histogram, HistogramBin};

@@ -147,18 +147,7 @@ impl Selector for BuiltinSelector {
                 }
             }
             Self::Mad { max_robust_z } => {
-                let sorted = stats::sorted(scores.iter().copied());
-                let median = stats::median(&sorted);
-                let mut abs_dev: Vec<f64> = sorted.iter().map(|&x| (x - median).abs()).collect();
-                abs_dev.sort_by(f64::total_cmp);
-                let mad = stats::median(&abs_dev);
-                let scale = if mad > 0.0 {
-                    MAD_TO_SIGMA * mad
-                } else {
-                    MEAN_AD_TO_SIGMA * stats::mean(&abs_dev)
-                };
-                if scale > 0.0 {
-                    let limit = median + max_robust_z * scale;
+                if let Some(limit) = robust_upper_fence(scores, max_robust_z) {
                     for (k, &s) in keep.iter_mut().zip(scores) {
                         *k = f64::from(s) <= limit;
                     }
@@ -181,6 +170,21 @@ impl Selector for BuiltinSelector {
         }
         Selection::from_keep_mask(self.name(), fused, &keep)
     }
+}
+
+/// The `mad(z)` rule's limit: `median + z · 1.4826 · MAD` of `scores` (computed in `f64`, order
+/// independent), with `1.2533 · mean absolute deviation` standing in for `1.4826 · MAD` when the
+/// MAD is zero; `None` when every score is equal (no spread to measure). A score above the limit
+/// is an outlier.
+pub fn robust_upper_fence(scores: &[f32], max_robust_z: f64) -> Option<f64> {
+    let sorted = stats::sorted(scores.iter().copied());
+    let median = stats::median(&sorted);
+    let mut abs_dev: Vec<f64> = sorted.iter().map(|&x| (x - median).abs()).collect();
+    abs_dev.sort_by(f64::total_cmp);
+    let mad = stats::median(&abs_dev);
+    let scale =
+        if mad > 0.0 { MAD_TO_SIGMA * mad } else { MEAN_AD_TO_SIGMA * stats::mean(&abs_dev) };
+    (scale > 0.0).then_some(median + max_robust_z * scale)
 }
 
 impl fmt::Display for BuiltinSelector {

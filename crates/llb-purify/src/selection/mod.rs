@@ -4,5 +4,5 @@ mod builtin;
 mod gmm;
 mod selector;
 
-pub use builtin::BuiltinSelector;
+pub use builtin::{BuiltinSelector, robust_upper_fence};
 pub use selector::{Selection, Selector};

@@ -1,6 +1,7 @@
 //! How well stage 1 ranks a training set whose hidden labels are known: the fused scores as a
 //! detector of the anomalous training images.
 
+use crate::error::{Error, Result};
 use llb_types::{Label, SampleId};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -9,15 +10,15 @@ use std::collections::BTreeMap;
 /// hidden anomalous ones.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct ScreeningQuality {
+pub struct ScreeningQuality {
     /// AUROC of the fused scores against the hidden labels.
-    pub(crate) auroc: f64,
+    pub auroc: f64,
     /// Average precision of the same.
-    pub(crate) ap: f64,
+    pub ap: f64,
     /// 10th, 50th and 90th percentiles of the fused scores of the normal training images.
-    pub(crate) normal_quantiles: [f64; 3],
+    pub normal_quantiles: [f64; 3],
     /// The same percentiles for the anomalous training images.
-    pub(crate) anomalous_quantiles: [f64; 3],
+    pub anomalous_quantiles: [f64; 3],
 }
 
 impl ScreeningQuality {
@@ -26,14 +27,15 @@ impl ScreeningQuality {
     ///
     /// # Errors
     /// An id without a label, or a metric failure.
-    pub(crate) fn of(
+    pub fn of(
         fused: &llb_purify::FusedScores,
         labels: &BTreeMap<SampleId, Label>,
-    ) -> anyhow::Result<Option<Self>> {
+    ) -> Result<Option<Self>> {
         let mut scores = Vec::with_capacity(fused.sample_ids().len());
         let mut anomalous = Vec::with_capacity(scores.capacity());
         for (id, score) in fused.iter() {
-            let label = labels.get(id).ok_or_else(|| anyhow::anyhow!("no label for {id}"))?;
+            let label =
+                labels.get(id).ok_or_else(|| Error::Settings(format!("no label for {id}")))?;
             scores.push(score);
             anomalous.push(label.is_anomalous());
         }

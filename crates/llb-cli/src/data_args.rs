@@ -1,7 +1,7 @@
 //! Where training and test images come from: `--train DIR` or `--data KIND:ROOT`.
 
 use crate::metrics_cmd::bad;
-use llb_data::{ContaminationConfig, Dataset, RealIadSplit, Sample};
+use llb_data::{ContaminationConfig, Dataset, RealIadSplit};
 use std::path::PathBuf;
 
 /// Data-set arguments shared by `fit`, `purify` and `eval`.
@@ -96,16 +96,6 @@ impl DataArgs {
             None => Ok(dataset),
         }
     }
-}
-
-/// The training samples as models may see them: hidden labels stay in the data set for reports.
-pub(crate) fn groups_of(
-    samples: &[Sample],
-    ids: &[llb_types::SampleId],
-) -> Vec<Option<llb_types::GroupId>> {
-    let by_id: std::collections::BTreeMap<_, _> =
-        samples.iter().map(|s| (&s.id, s.group.clone())).collect();
-    ids.iter().map(|id| by_id.get(id).cloned().flatten()).collect()
 }
 
 #[cfg(test)]

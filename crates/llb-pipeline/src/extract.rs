@@ -1,62 +1,90 @@
 //! Feature extraction with the on-disk cache: images → prepared tensors → encoder layers, one
 //! extraction per image content, shared by every sub-model and the final model.
 
-use anyhow::Context;
+use crate::backbone::{EncoderKind, EncoderSettings};
+use crate::error::{Error, Result};
 use candle_core::{Device, Tensor};
 use llb_data::{PreprocessConfig, Sample, prepare_images};
-use llb_features::{CacheItem, Encoder, FeatureCache, FeatureKey, sha256_hex};
+use llb_features::{
+    CacheItem, Dinov2Config, Dinov2Encoder, EfficientNetLiteConfig, EfficientNetLiteEncoder,
+    EfficientNetLiteEncoderConfig, Encoder, FeatureCache, FeatureKey, ViTConfig, sha256_hex,
+};
 use llb_types::SampleId;
+use std::path::{Path, PathBuf};
 
 /// What to do with an image that cannot be read or decoded.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub(crate) enum OnBadImage {
+pub enum OnBadImage {
     /// Report it (log + `failures`) and go on without it.
     Skip,
     /// Stop the run with an error naming the file.
     Fail,
 }
 
+impl OnBadImage {
+    /// The names [`OnBadImage::from_str`](std::str::FromStr::from_str) accepts.
+    pub const NAMES: [&'static str; 2] = ["skip", "fail"];
+}
+
+impl std::str::FromStr for OnBadImage {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "skip" => Ok(Self::Skip),
+            "fail" => Ok(Self::Fail),
+            _ => Err(format!("`{s}`: expected one of {}", Self::NAMES.join(", "))),
+        }
+    }
+}
+
 /// Features of the samples that could be read, with the ones that could not.
-pub(crate) struct Extracted {
+pub struct Extracted {
     /// Ids of the extracted samples, in input order (failures removed).
-    pub(crate) ids: Vec<SampleId>,
+    pub ids: Vec<SampleId>,
     /// SHA-256 (hex) of each extracted sample's image file, in the order of `ids`.
-    pub(crate) content_sha256: Vec<String>,
+    pub content_sha256: Vec<String>,
     /// One tensor `[N, C, h, w]` per encoder layer, rows in the order of `ids`.
-    pub(crate) layers: Vec<Tensor>,
+    pub layers: Vec<Tensor>,
     /// Samples skipped, with the reason (which names the file).
-    pub(crate) failures: Vec<(SampleId, String)>,
+    pub failures: Vec<(SampleId, String)>,
 }
 
 impl Extracted {
-    /// The rows of `wanted` (ids that were not extracted are left out), in the order of `wanted`.
-    pub(crate) fn subset(&self, wanted: &[SampleId]) -> anyhow::Result<Extracted> {
+    /// The samples `wanted` (ids that were not extracted are left out), in the order of `wanted`:
+    /// the one way a subset of features is taken, by id.
+    ///
+    /// # Errors
+    /// [`Error::NoFeatures`] when none of `wanted` has features, or a backend failure.
+    pub fn subset(&self, wanted: &[SampleId]) -> Result<Extracted> {
         let index: std::collections::BTreeMap<&SampleId, u32> =
             self.ids.iter().enumerate().map(|(i, id)| (id, i as u32)).collect();
         let (ids, rows): (Vec<SampleId>, Vec<u32>) =
             wanted.iter().filter_map(|id| index.get(id).map(|&r| (id.clone(), r))).unzip();
-        anyhow::ensure!(
-            !ids.is_empty(),
-            "none of the {} requested samples has features",
-            wanted.len()
-        );
+        if ids.is_empty() {
+            return Err(Error::NoFeatures(format!(
+                "none of the {} requested samples has features",
+                wanted.len()
+            )));
+        }
         let content_sha256 =
             rows.iter().map(|&r| self.content_sha256[r as usize].clone()).collect();
-        Ok(Extracted {
-            ids,
-            content_sha256,
-            layers: llb_submodel::select_rows(&self.layers, &rows)?,
-            failures: Vec::new(),
-        })
+        let device = self.layers[0].device();
+        let rows = Tensor::from_slice(&rows, rows.len(), device)?;
+        let layers = self
+            .layers
+            .iter()
+            .map(|l| l.index_select(&rows, 0))
+            .collect::<candle_core::Result<_>>()?;
+        Ok(Extracted { ids, content_sha256, layers, failures: Vec::new() })
     }
 }
 
 /// An encoder, its preprocessing and its cache.
-pub(crate) struct Extractor {
+pub struct Extractor {
     encoder: Box<dyn Encoder>,
+    weights: PathBuf,
     key: FeatureKey,
     preprocess: PreprocessConfig,
     cache: FeatureCache,
@@ -66,20 +94,65 @@ pub(crate) struct Extractor {
 }
 
 impl Extractor {
-    /// Wraps `encoder` with square inputs of `image_size_px` and a cache at `cache`.
-    pub(crate) fn new(
+    /// Loads the encoder `settings` name from its converted weights file `weights` (e.g. the
+    /// asset cache's `weights/dinov2-vits14.safetensors`), with PatchCore's aggregation when the
+    /// settings ask for it, and the feature cache `cache`.
+    ///
+    /// # Errors
+    /// An unreadable weights file, or an image size the encoder cannot take.
+    pub fn open(
+        settings: &EncoderSettings,
+        weights: &Path,
+        cache: FeatureCache,
+        device: &Device,
+    ) -> Result<Self> {
+        let encoder: Box<dyn Encoder> = match settings.kind {
+            EncoderKind::Dinov2Vits14 => {
+                let config = Dinov2Config {
+                    vit: ViTConfig::dinov2_small(),
+                    blocks: settings.layers.clone(),
+                    apply_final_layernorm: false,
+                };
+                Box::new(Dinov2Encoder::load(weights, &config, device).map_err(loading(weights))?)
+            }
+            EncoderKind::EfficientnetLite0 => {
+                let config = EfficientNetLiteEncoderConfig {
+                    model: EfficientNetLiteConfig::lite0(),
+                    out_blocks: settings.layers.clone(),
+                };
+                Box::new(
+                    EfficientNetLiteEncoder::load(weights, &config, device)
+                        .map_err(loading(weights))?,
+                )
+            }
+        };
+        let bytes = std::fs::read(weights).map_err(Error::io(weights))?;
+        let sha = sha256_hex(&bytes);
+        let mut extractor =
+            Self::new(encoder, weights, &sha, settings.image_size_px, cache, device.clone())?;
+        if let Some(config) = &settings.aggregation {
+            extractor.aggregation = Some(llb_features::PatchAggregator::new(config)?);
+        }
+        Ok(extractor)
+    }
+
+    /// Wraps `encoder` (loaded from `weights`, of SHA-256 `weights_sha256`) with square inputs of
+    /// `image_size_px` and a cache at `cache`.
+    fn new(
         encoder: Box<dyn Encoder>,
+        weights: &Path,
         weights_sha256: &str,
         image_size_px: u32,
         cache: FeatureCache,
         device: Device,
-    ) -> anyhow::Result<Self> {
+    ) -> Result<Self> {
         let spec = encoder.input_spec();
         let multiple = spec.size_multiple_px as u32;
-        anyhow::ensure!(
-            multiple > 0 && image_size_px.is_multiple_of(multiple),
-            "image size {image_size_px} px is not a multiple of the encoder's {multiple} px"
-        );
+        if multiple == 0 || !image_size_px.is_multiple_of(multiple) {
+            return Err(Error::Settings(format!(
+                "image size {image_size_px} px is not a multiple of the encoder's {multiple} px"
+            )));
+        }
         let preprocess = PreprocessConfig {
             resize_px: image_size_px,
             crop_px: image_size_px,
@@ -99,42 +172,45 @@ impl Extractor {
             weights_sha256: weights_sha256.to_owned(),
             input_size_px: (image_size_px as usize, image_size_px as usize),
         };
-        Ok(Self { encoder, key, preprocess, cache, device, batch_size: 8, aggregation: None })
+        Ok(Self {
+            encoder,
+            weights: weights.to_path_buf(),
+            key,
+            preprocess,
+            cache,
+            device,
+            batch_size: 8,
+            aggregation: None,
+        })
     }
 
-    /// Applies PatchCore's patch aggregation to the layers before returning them (the cache
-    /// keeps the raw layers).
-    pub(crate) fn with_aggregation(mut self, aggregator: llb_features::PatchAggregator) -> Self {
-        self.aggregation = Some(aggregator);
-        self
+    /// The weights file the encoder was loaded from.
+    pub fn weights(&self) -> &Path {
+        &self.weights
     }
 
     /// The preprocessing every image goes through (also for predictions).
-    pub(crate) fn preprocess(&self) -> &PreprocessConfig {
+    pub fn preprocess(&self) -> &PreprocessConfig {
         &self.preprocess
     }
 
     /// The cache key of this encoder (name, weights, input size).
-    pub(crate) fn key(&self) -> &FeatureKey {
+    pub fn key(&self) -> &FeatureKey {
         &self.key
     }
 
     /// The encoder's input normalisation and size multiple.
-    pub(crate) fn input_spec(&self) -> llb_features::InputSpec {
+    pub fn input_spec(&self) -> llb_features::InputSpec {
         self.encoder.input_spec()
     }
 
     /// Input side length in pixels.
-    pub(crate) fn image_size_px(&self) -> usize {
+    pub fn image_size_px(&self) -> usize {
         self.preprocess.crop_px as usize
     }
 
     /// Extracts (or reads from the cache) the features of `samples`.
-    pub(crate) fn extract(
-        &self,
-        samples: &[Sample],
-        on_bad: OnBadImage,
-    ) -> anyhow::Result<Extracted> {
+    pub fn extract(&self, samples: &[Sample], on_bad: OnBadImage) -> Result<Extracted> {
         let _span =
             tracing::info_span!("extract", encoder = %self.key.encoder, n_samples = samples.len())
                 .entered();
@@ -213,9 +289,9 @@ impl Extractor {
                 let own: Vec<Tensor> =
                     layers.iter().map(|l| l.get(row)).collect::<candle_core::Result<_>>()?;
                 let item = items[i].as_ref().expect("missing entries have cache items");
-                self.cache
-                    .put(&self.key, item, &own)
-                    .with_context(|| format!("caching features of {}", image.id))?;
+                self.cache.put(&self.key, item, &own).map_err(|e| {
+                    Error::during(format!("caching features of {}", image.id))(e.into())
+                })?;
                 per_sample[i] = Some(own);
             }
             tracing::debug!(n = prepared.items.len(), "encoded batch");
@@ -230,7 +306,9 @@ impl Extractor {
                 rows.push(layers);
             }
         }
-        anyhow::ensure!(!ids.is_empty(), "no image of {} could be read", samples.len());
+        if ids.is_empty() {
+            return Err(Error::NoFeatures(format!("no image of {} could be read", samples.len())));
+        }
         let n_layers = rows[0].len();
         let mut layers = (0..n_layers)
             .map(|l| Tensor::stack(&rows.iter().map(|r| &r[l]).collect::<Vec<_>>(), 0))
@@ -242,14 +320,18 @@ impl Extractor {
     }
 }
 
-fn bad_image(on_bad: OnBadImage, id: &SampleId, reason: &str) -> anyhow::Result<()> {
+/// An encoder's load error, naming the weights file.
+fn loading(weights: &Path) -> impl FnOnce(llb_features::Error) -> Error {
+    let stage = format!("loading {}", weights.display());
+    move |e| Error::during(stage)(e.into())
+}
+
+fn bad_image(on_bad: OnBadImage, id: &SampleId, reason: &str) -> Result<()> {
     match on_bad {
         OnBadImage::Skip => {
             tracing::warn!(sample = %id, %reason, "skipping unreadable image");
             Ok(())
         }
-        OnBadImage::Fail => {
-            anyhow::bail!("image {id}: {reason} (use --on-bad-image skip to go on without it)")
-        }
+        OnBadImage::Fail => Err(Error::BadImage { id: id.clone(), reason: reason.to_owned() }),
     }
 }

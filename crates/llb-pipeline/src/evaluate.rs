@@ -1,67 +1,62 @@
 //! Scoring a test split and computing the metrics of `llb-metrics` on it.
 
-use super::backbone::FittedDetector;
-use super::extract::Extracted;
-use anyhow::Context;
+use crate::backbone::FittedDetector;
+use crate::error::{Error, Result};
+use crate::extract::Extracted;
 use candle_core::IndexOp;
 use llb_data::{PreprocessConfig, Sample, prepare_mask};
 use llb_detect::{Detector, ImageScoreRule};
 use llb_metrics::{ExactPixelEvaluator, ImageMetrics, PixelEvaluator, PixelMetrics};
-use llb_submodel::select_rows;
 use llb_types::SampleId;
 
 /// Image- and pixel-level metrics of one model on one test split.
 #[derive(Clone, Debug)]
-pub(crate) struct Evaluation {
+pub struct Evaluation {
     /// Test images scored.
-    pub(crate) n_test: usize,
+    pub n_test: usize,
     /// Anomalous test images among them.
-    pub(crate) n_test_anomalous: usize,
+    pub n_test_anomalous: usize,
     /// I-AUROC, I-AP, I-F1max.
-    pub(crate) image: ImageMetrics,
+    pub image: ImageMetrics,
     /// P-AUROC, P-AP, P-F1max, P-AUPRO at [`Evaluation::pixel_resolution_px`]; `None` when no
     /// test image has a mask.
-    pub(crate) pixel: Option<PixelMetrics>,
+    pub pixel: Option<PixelMetrics>,
     /// Side of the square maps and masks the pixel metrics were computed at.
-    pub(crate) pixel_resolution_px: usize,
+    pub pixel_resolution_px: usize,
 }
 
 /// Scores every image of `features` in batches of 16 and calls `visit(id, image score, map)` per
 /// image, in order; `map` is the `[size, size]` anomaly map, row-major.
-pub(crate) fn for_each_scored(
+///
+/// # Errors
+/// A scoring failure or a non-finite score (naming the sample), or whatever `visit` returns.
+pub fn for_each_scored<E: From<Error>>(
     model: &FittedDetector,
     rule: ImageScoreRule,
     features: &Extracted,
     size: usize,
-    mut visit: impl FnMut(&SampleId, f32, Vec<f32>) -> anyhow::Result<()>,
-) -> anyhow::Result<()> {
-    for start in (0..features.ids.len()).step_by(16) {
-        let rows: Vec<u32> =
-            (start..(start + 16).min(features.ids.len())).map(|r| r as u32).collect();
-        let out = model.score(&select_rows(&features.layers, &rows)?, (size, size), rule).map_err(
-            |e| {
-                let sample = match &e {
-                    llb_detect::Error::NonFiniteMap { index, .. } => rows.get(*index),
-                    _ => None,
-                };
-                let e = anyhow::Error::new(e);
-                match sample {
-                    Some(&row) => {
-                        e.context(format!("scoring sample {}", features.ids[row as usize]))
-                    }
-                    None => e,
-                }
-            },
-        )?;
-        for (i, &row) in rows.iter().enumerate() {
-            anyhow::ensure!(
-                out.image_scores[i].is_finite(),
-                "sample {}: image score {} is not finite",
-                features.ids[row as usize],
-                out.image_scores[i]
-            );
-            let map: Vec<f32> = out.maps.i(i)?.flatten_all()?.to_vec1()?;
-            visit(&features.ids[row as usize], out.image_scores[i], map)?;
+    mut visit: impl FnMut(&SampleId, f32, Vec<f32>) -> std::result::Result<(), E>,
+) -> std::result::Result<(), E> {
+    for ids in features.ids.chunks(16) {
+        let batch = features.subset(ids)?;
+        let out = model.score(&batch.layers, (size, size), rule).map_err(|e| {
+            let sample = match &e {
+                llb_detect::Error::NonFiniteMap { index, .. } => ids.get(*index),
+                _ => None,
+            };
+            match sample {
+                Some(id) => Error::during(format!("scoring sample {id}"))(e.into()),
+                None => e.into(),
+            }
+        })?;
+        for (i, id) in ids.iter().enumerate() {
+            let score = out.image_scores[i];
+            if !score.is_finite() {
+                return Err(Error::NonFiniteScore { id: id.clone(), score }.into());
+            }
+            let map: Vec<f32> =
+                out.maps.i(i).and_then(|m| m.flatten_all()?.to_vec1()).map_err(Error::from)?;
+            visit(id, score, map)?;
         }
     }
     Ok(())
@@ -72,14 +67,14 @@ pub(crate) fn for_each_scored(
 /// Pixel metrics are computed at `pixel_px` (maps and masks both at that side, the mask cut
 /// from the same part of the image as the encoder's input), or at the encoder's input side
 /// when `None`, so that models with different input sizes can be compared on one grid.
-pub(crate) fn evaluate(
+pub fn evaluate(
     model: &FittedDetector,
     rule: ImageScoreRule,
     test: &Extracted,
     samples: &[Sample],
     preprocess: &PreprocessConfig,
     pixel_px: Option<u32>,
-) -> anyhow::Result<Evaluation> {
+) -> Result<Evaluation> {
     let _span = tracing::info_span!("evaluate", n_samples = test.ids.len()).entered();
     let preprocess = &scaled(preprocess, pixel_px.unwrap_or(preprocess.crop_px));
     let size = preprocess.crop_px as usize;
@@ -87,7 +82,7 @@ pub(crate) fn evaluate(
     let has_masks = samples.iter().any(|s| s.mask_path.is_some());
     let mut pixels = ExactPixelEvaluator::new();
     let (mut scores, mut labels) = (Vec::new(), Vec::new());
-    for_each_scored(model, rule, test, size, |id, score, map| {
+    for_each_scored::<Error>(model, rule, test, size, |id, score, map| {
         let sample = by_id[id];
         scores.push(score);
         labels.push(sample.is_anomalous());
@@ -98,12 +93,17 @@ pub(crate) fn evaluate(
             };
             pixels
                 .add(&map, &mask, size, size)
-                .with_context(|| format!("pixel metrics of {}", sample.id))?;
+                .map_err(|e| Error::during(format!("pixel metrics of {}", sample.id))(e.into()))?;
         }
         Ok(())
     })?;
-    let image = ImageMetrics::exact(&scores, &labels).context("image metrics")?;
-    let pixel = if has_masks { Some(pixels.finish().context("pixel metrics")?) } else { None };
+    let image = ImageMetrics::exact(&scores, &labels)
+        .map_err(|e| Error::during("image metrics")(e.into()))?;
+    let pixel = if has_masks {
+        Some(pixels.finish().map_err(|e| Error::during("pixel metrics")(e.into()))?)
+    } else {
+        None
+    };
     Ok(Evaluation {
         n_test: scores.len(),
         n_test_anomalous: labels.iter().filter(|&&l| l).count(),

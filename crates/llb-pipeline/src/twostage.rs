@@ -1,0 +1,166 @@
+//! The two stages on extracted training features: stage-1 screening (sub-models, fusion,
+//! selection), stage-2 fit on the kept ids, and an unsupervised decision threshold.
+
+use crate::backbone::FittedDetector;
+use crate::error::{Error, Result};
+use crate::extract::Extracted;
+use crate::settings::FitSettings;
+use llb_detect::{Detector, Fit};
+use llb_purify::{Purification, ScoreTable};
+use llb_submodel::{MapObserver, TrainingSet, run_stage1_observed};
+use llb_types::{GroupId, SampleId};
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use std::path::Path;
+
+/// Stage-1 results.
+pub struct Screening {
+    /// Every training sample scored by every sub-model.
+    pub table: ScoreTable,
+    /// Fused scores and the kept / dropped ids.
+    pub purification: Purification,
+}
+
+/// The fitted pipeline.
+pub struct TwoStage {
+    /// The final detector, fitted on `kept`.
+    pub model: FittedDetector,
+    /// Stage-1 results, unless purification was off.
+    pub screening: Option<Screening>,
+    /// Ids the final detector was fitted on.
+    pub kept: Vec<SampleId>,
+}
+
+/// The group of each of `ids` in `samples` (`None` for ids without one): what a group-aware
+/// partition keeps together.
+pub fn groups_of(samples: &[llb_data::Sample], ids: &[SampleId]) -> Vec<Option<GroupId>> {
+    let by_id: std::collections::BTreeMap<_, _> =
+        samples.iter().map(|s| (&s.id, s.group.clone())).collect();
+    ids.iter().map(|id| by_id.get(id).cloned().flatten()).collect()
+}
+
+/// Stage 1: sub-models, score table, fusion and selection; `None` when purification is off.
+pub fn screen(
+    train: &Extracted,
+    groups: &[Option<GroupId>],
+    settings: &FitSettings,
+    cache_key: &str,
+    resume_dir: Option<&Path>,
+) -> Result<Option<Screening>> {
+    screen_observed(train, groups, settings, cache_key, resume_dir, None)
+}
+
+/// [`screen`], showing every stage-1 anomaly map to `maps` (see `llb_submodel::MapObserver`).
+pub fn screen_observed(
+    train: &Extracted,
+    groups: &[Option<GroupId>],
+    settings: &FitSettings,
+    cache_key: &str,
+    resume_dir: Option<&Path>,
+    mut maps: Option<&mut dyn MapObserver>,
+) -> Result<Option<Screening>> {
+    let Some(purify) = &settings.purify else { return Ok(None) };
+    let rules = purify.rules()?;
+    let size = settings.encoder.image_size_px as usize;
+    let submodel = purify.submodel.as_ref().unwrap_or(&settings.detector);
+    let submodel_json = serde_json::to_string(submodel).map_err(Error::json("the sub-model"))?;
+    let cache_key = format!("{submodel_json}|{cache_key}");
+    let mut fit_mask: Option<Vec<bool>> = None;
+    let mut screening = None;
+    for round in 0..purify.rounds.max(1) {
+        let _span = tracing::info_span!("screening_round", round).entered();
+        let set = TrainingSet {
+            ids: &train.ids,
+            content_sha256: &train.content_sha256,
+            groups,
+            fit_mask: fit_mask.as_deref(),
+            layers: &train.layers,
+            image_size_px: (size, size),
+        };
+        // The maps shown for review are the last round's.
+        let observer = if round + 1 == purify.rounds.max(1) { maps.take() } else { None };
+        let out =
+            run_stage1_observed(submodel, &set, &purify.stage1, &cache_key, resume_dir, observer)
+                .map_err(|e| Error::during("stage 1 (sub-models)")(e.into()))?;
+        let purification =
+            llb_purify::purify(&out.table, rules.fusion.as_ref(), rules.selection.as_ref())?;
+        tracing::info!(
+            round,
+            kept = purification.selection.kept.len(),
+            dropped = purification.selection.dropped.len(),
+            cut = purification.selection.cut,
+            "stage 1 selection"
+        );
+        let kept: std::collections::BTreeSet<&SampleId> =
+            purification.selection.kept.iter().collect();
+        fit_mask = Some(train.ids.iter().map(|id| kept.contains(id)).collect());
+        screening = Some(Screening { table: out.table, purification });
+    }
+    Ok(screening)
+}
+
+/// Stage 2: the final detector on the kept ids (all ids without screening).
+pub fn fit_final(
+    train: &Extracted,
+    settings: &FitSettings,
+    screening: Option<Screening>,
+) -> Result<TwoStage> {
+    let kept = match &screening {
+        Some(s) => s.purification.selection.kept.clone(),
+        None => train.ids.clone(),
+    };
+    let _span = tracing::info_span!("stage2", n_fit = kept.len()).entered();
+    let subset = train.subset(&kept)?;
+    let model = settings
+        .detector
+        .fit(&subset.ids, &subset.layers)
+        .map_err(|e| Error::during("stage 2 (final model)")(e.into()))?;
+    Ok(TwoStage { model, screening, kept })
+}
+
+/// An unsupervised threshold: a detector fitted on a seeded half of the kept images scores the
+/// other half (images it has not seen), and the threshold is where the selection rule `mad(3)`
+/// would cut those scores ([`llb_purify::robust_upper_fence`] with z = 3; their maximum when
+/// they are all equal). A model fitted on half the data scores a little higher than the final
+/// one, which makes the threshold conservative (fewer false alarms).
+pub fn calibrate_threshold(
+    train: &Extracted,
+    kept: &[SampleId],
+    settings: &FitSettings,
+) -> Result<f32> {
+    let _span = tracing::info_span!("calibrate_threshold", n_kept = kept.len()).entered();
+    let size = settings.encoder.image_size_px as usize;
+    let mut ids = kept.to_vec();
+    ids.sort();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(settings.calibration_seed);
+    ids.shuffle(&mut rng);
+    let (fit_ids, held_out) =
+        if ids.len() >= 4 { ids.split_at(ids.len() / 2) } else { (&ids[..], &ids[..]) };
+    let fit_on = train.subset(fit_ids)?;
+    let model = settings
+        .detector
+        .fit(&fit_on.ids, &fit_on.layers)
+        .map_err(|e| Error::during("threshold calibration fit")(e.into()))?;
+    let scores = model
+        .score(&train.subset(held_out)?.layers, (size, size), settings.test_score)?
+        .image_scores;
+    Ok(threshold_of(&scores))
+}
+
+/// The `mad(3)` cut of held-out scores, or their maximum when they are all equal.
+fn threshold_of(scores: &[f32]) -> f32 {
+    llb_purify::robust_upper_fence(scores, 3.0)
+        .map_or_else(|| scores.iter().copied().fold(f32::MIN, f32::max), |fence| fence as f32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::threshold_of;
+
+    #[test]
+    fn the_threshold_is_the_mad_rules_cut() {
+        assert_eq!(threshold_of(&[1.0, 1.0, 1.0]), 1.0);
+        let fence = threshold_of(&[1.0, 2.0, 3.0, 4.0, 100.0]);
+        assert!((fence - (3.0 + 3.0 * 1.4826)).abs() < 1e-5, "{fence}");
+    }
+}
