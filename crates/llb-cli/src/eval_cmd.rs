@@ -1,8 +1,8 @@
 //! `llb eval`: a saved model's metrics on a labelled test split, as JSON and a Markdown table.
 
 use crate::data_args::DataArgs;
-use anyhow::Context;
 use crate::run_context::RunContext;
+use anyhow::Context;
 use candle_core::Device;
 use llb_data::Sample;
 use llb_pipeline::{Model, OnBadImage, evaluate, write_json};
@@ -106,10 +106,10 @@ fn test_in_training(model_dir: &Path, test: &[Sample]) -> anyhow::Result<usize> 
         tracing::debug!(path = %path.display(), "no training image list: overlap not checked");
         return Ok(0);
     }
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("reading {}", path.display()))?;
-    let training: BTreeMap<SampleId, PathBuf> = serde_json::from_str(&text)
-        .with_context(|| format!("parsing {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let training: BTreeMap<SampleId, PathBuf> =
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
     let canonical = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
     let files: BTreeSet<PathBuf> = training.values().map(|p| canonical(p)).collect();
     Ok(test.iter().filter(|s| files.contains(&canonical(&s.image_path))).count())

@@ -7,12 +7,11 @@ use crate::model_args::ModelArgs;
 use crate::review::{self, ReviewInput, ReviewMaps};
 use crate::run_context::RunContext;
 use candle_core::Device;
-use llb_pipeline::{
-    DecisionsRecord, FORMAT, FitSettings, ModelCard, OnBadImage, OutputFolder, Screening,
-    ScreeningQuality, calibrate_threshold, fit_final, groups_of, screen_observed,
-    training_ids_sha256, write_json,
-};
 use llb_data::Dataset;
+use llb_pipeline::{
+    DecisionsRecord, FitSettings, ModelCard, OnBadImage, OutputFolder, Screening, ScreeningQuality,
+    calibrate_threshold, fit_final, groups_of, screen_observed, write_json,
+};
 use llb_purify::{Decisions, Histogram, Purification, PurityReport};
 use llb_types::{Label, SampleId};
 use std::collections::BTreeMap;
@@ -59,11 +58,7 @@ pub(crate) fn run(args: &FitArgs, stage1_only: bool, device: &Device) -> anyhow:
     let extractor = ctx.extractor(&settings.encoder)?;
     let train = extractor.extract(&dataset.train, args.on_bad_image)?;
     let groups = groups_of(&dataset.train, &train.ids);
-    let cache_key = format!(
-        "{}|{}",
-        serde_json::to_string(&settings.detector)?,
-        serde_json::to_string(extractor.key())?
-    );
+    let cache_key = extractor.cache_key();
     let resume = ctx.assets.root().join("stage1");
     let size = extractor.image_size_px();
     let mut maps = ReviewMaps::new(&train.ids, (size, size));
@@ -146,26 +141,15 @@ pub(crate) fn run(args: &FitArgs, stage1_only: bool, device: &Device) -> anyhow:
     let mut fitted = fit_final(&train, &settings, screening)?;
     let threshold = calibrate_threshold(&train, &fitted.kept, &settings)?;
     fitted.model.name_training_images(&fitted.kept)?;
-    let card = ModelCard {
-        format: FORMAT,
+    let card = ModelCard::new(
         settings,
-        weights_sha256: extractor.key().weights_sha256.clone(),
-        data: extractor.preprocess().clone(),
+        &extractor,
+        &train.ids,
+        fitted.kept.len(),
         threshold,
-        training_ids_sha256: training_ids_sha256(&train.ids),
-        n_train: train.ids.len(),
-        n_kept: fitted.kept.len(),
-        decisions: record.clone(),
-    };
-    let detector_card = llb_detect::ModelCard {
-        encoder: extractor.key().encoder.clone(),
-        encoder_weights_sha256: extractor.key().weights_sha256.clone(),
-        input_spec: extractor.input_spec(),
-        image_size_px: [extractor.image_size_px(); 2],
-        image_score_rule: card.settings.test_score,
-        image_score_threshold: None,
-    };
-    folder.save_model(&card, &detector_card, &fitted.model)?;
+        record.clone(),
+    );
+    folder.save_model(&card, &extractor, &fitted.model)?;
     write_training_images(out, &dataset)?;
     summary["n_kept"] = fitted.kept.len().into();
     summary["threshold"] = threshold.into();

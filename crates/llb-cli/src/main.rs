@@ -11,8 +11,8 @@ mod fit_cmd;
 #[cfg(test)]
 mod fuzz_tests;
 mod metrics_cmd;
-mod npy;
 mod model_args;
+mod npy;
 mod overlay;
 mod plot;
 mod predict_cmd;

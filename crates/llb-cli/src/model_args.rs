@@ -53,9 +53,6 @@ pub(crate) enum SubmodelKind {
     Density,
 }
 
-/// The selection rule `llb fit`, `llb purify` and `llb review` use unless told otherwise.
-pub(crate) const DEFAULT_SELECTION: &str = "keep-fraction(0.6)";
-
 /// Model options shared by `fit`, `purify` and `experiment`.
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct ModelArgs {
@@ -93,7 +90,7 @@ pub(crate) struct ModelArgs {
     /// Selection rule: keep-fraction(t) keeps the ⌊t·N⌋ most normal images; mad(z) and gmm-split
     /// decide from the fused scores how many to drop (they dropped too few on benchmark v2,
     /// `docs/purification.md`).
-    #[arg(long, default_value = DEFAULT_SELECTION)]
+    #[arg(long, default_value = llb_pipeline::DEFAULT_SELECTION)]
     pub(crate) selection: String,
     /// Stage-1 sub-model: `density` the density screener `PatchCoreConfig::llb_density_screen`
     /// (a random 10 % memory bank with 1-NN scores), `same` the final detector on every subset
@@ -214,6 +211,13 @@ pub(crate) fn settings_from_flags(flags: &[&str]) -> FitSettings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `llb fit` with no options fits what a library user gets from `FitSettings::default()`.
+    #[test]
+    fn no_flags_give_the_library_defaults() {
+        assert_eq!(settings_from_flags(&[]), FitSettings::default());
+        assert_ne!(settings_from_flags(&["--k", "5"]), FitSettings::default());
+    }
 
     fn defaults(extra: &[&str]) -> serde_json::Value {
         serde_json::to_value(settings_from_flags(extra)).unwrap()

@@ -1,12 +1,12 @@
 //! `llb predict`: scores, verdicts, heat-map overlays, the report page and (optionally) raw maps
 //! for new images.
 
-use crate::run_context::RunContext;
-use llb_pipeline::{Model, ModelCard, OnBadImage, for_each_scored};
 use crate::review;
+use crate::run_context::RunContext;
 use anyhow::Context;
 use candle_core::Device;
 use llb_data::Sample;
+use llb_pipeline::{Model, ModelCard, OnBadImage, for_each_scored};
 use llb_types::SampleId;
 use std::path::{Path, PathBuf};
 
@@ -64,43 +64,50 @@ pub(crate) fn run(args: &PredictArgs, device: &Device) -> anyhow::Result<()> {
     csv.write_record(["sample_id", "path", "anomaly_score", "verdict"])?;
     let mut n_anomalous = 0;
     let mut report_rows = Vec::with_capacity(features.ids.len());
-    for_each_scored::<anyhow::Error>(&model, card.settings.test_score, &features, size, |id, score, map| {
-        let anomalous = ModelCard::is_anomalous(score, threshold);
-        n_anomalous += usize::from(anomalous);
-        let verdict = if anomalous { "anomalous" } else { "normal" };
-        let path = path_of[id].display().to_string();
-        csv.write_record([id.as_str(), &path, &score.to_string(), verdict])?;
-        let stem = file_stem(id);
-        let overlay = args.out.join("overlays").join(format!("{stem}.png"));
-        crate::overlay::overlay_png(
-            path_of[id],
-            &map,
-            size as u32,
-            threshold / 2.0,
-            threshold,
-            &overlay,
-        )?;
-        if args.save_maps {
-            write_npy(&args.out.join("maps").join(format!("{stem}.npy")), &map, size)?;
-        }
-        report_rows.push(review::ReportRow {
-            id: id.to_string(),
-            score,
-            anomalous,
-            overlay: review::url_path(&format!("overlays/{stem}.png")),
-            nearest: None,
-        });
-        Ok(())
-    })?;
+    for_each_scored::<anyhow::Error>(
+        &model,
+        card.settings.test_score,
+        &features,
+        size,
+        |id, score, map| {
+            let anomalous = ModelCard::is_anomalous(score, threshold);
+            n_anomalous += usize::from(anomalous);
+            let verdict = if anomalous { "anomalous" } else { "normal" };
+            let path = path_of[id].display().to_string();
+            csv.write_record([id.as_str(), &path, &score.to_string(), verdict])?;
+            let stem = file_stem(id);
+            let overlay = args.out.join("overlays").join(format!("{stem}.png"));
+            crate::overlay::overlay_png(
+                path_of[id],
+                &map,
+                size as u32,
+                threshold / 2.0,
+                threshold,
+                &overlay,
+            )?;
+            if args.save_maps {
+                write_npy(&args.out.join("maps").join(format!("{stem}.npy")), &map, size)?;
+            }
+            report_rows.push(review::ReportRow {
+                id: id.to_string(),
+                score,
+                anomalous,
+                overlay: review::url_path(&format!("overlays/{stem}.png")),
+                nearest: None,
+            });
+            Ok(())
+        },
+    )?;
     let csv = csv.into_inner().map_err(|e| anyhow::anyhow!("writing scores.csv: {e}"))?;
     llb_assets::write_atomic(&args.out.join("scores.csv"), &csv)?;
-    let anomalous_rows: Vec<u32> =
-        report_rows.iter().zip(0..).filter(|(r, _)| r.anomalous).map(|(_, i)| i).collect();
-    let nearest = review::nearest_patches(&model, &features, &anomalous_rows)?
-        .map(|patches| {
-            let ids = anomalous_rows.iter().map(|&i| features.ids[i as usize].clone());
-            ids.zip(patches).collect()
-        })
+    let anomalous: Vec<SampleId> = report_rows
+        .iter()
+        .zip(&features.ids)
+        .filter(|(r, _)| r.anomalous)
+        .map(|(_, id)| id.clone())
+        .collect();
+    let nearest = review::nearest_patches(&model, &features, &anomalous)?
+        .map(|patches| anomalous.into_iter().zip(patches).collect())
         .unwrap_or_default();
     review::write_report_page(&args.out, &args.model, &model, threshold, report_rows, nearest)?;
     let summary = serde_json::json!({

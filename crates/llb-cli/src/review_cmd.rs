@@ -21,7 +21,7 @@ pub(crate) struct ReviewArgs {
     #[arg(long, default_value = "mean")]
     pub(crate) fusion: String,
     /// Selection rule.
-    #[arg(long, default_value = crate::model_args::DEFAULT_SELECTION)]
+    #[arg(long, default_value = llb_pipeline::DEFAULT_SELECTION)]
     pub(crate) selection: String,
     /// Decisions to show as applied (`id,decision` CSV).
     #[arg(long, value_name = "FILE.csv")]

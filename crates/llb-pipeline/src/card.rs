@@ -9,6 +9,7 @@
 //! card; the pipeline writes it with no threshold and checks on load that its encoder weights
 //! and score rule are the ones `llb.json` records, so the two cannot disagree silently.
 
+use crate::extract::Extractor;
 use crate::settings::FitSettings;
 use llb_data::PreprocessConfig;
 use llb_purify::{Decision, Decisions, Selection};
@@ -54,6 +55,29 @@ pub struct ModelCard {
 }
 
 impl ModelCard {
+    /// The card of a fit with `settings`: the weights and data spec of `extractor`, the training
+    /// ids read, how many the final model was fitted on, its threshold, and a person's decisions.
+    pub fn new(
+        settings: FitSettings,
+        extractor: &Extractor,
+        train_ids: &[SampleId],
+        n_kept: usize,
+        threshold: f32,
+        decisions: Option<DecisionsRecord>,
+    ) -> Self {
+        Self {
+            format: FORMAT,
+            settings,
+            weights_sha256: extractor.key().weights_sha256.clone(),
+            data: extractor.preprocess().clone(),
+            threshold,
+            training_ids_sha256: training_ids_sha256(train_ids),
+            n_train: train_ids.len(),
+            n_kept,
+            decisions,
+        }
+    }
+
     /// `score > threshold`: the one place the threshold's direction is decided.
     pub fn is_anomalous(score: f32, threshold: f32) -> bool {
         score > threshold

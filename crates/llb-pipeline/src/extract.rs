@@ -199,6 +199,12 @@ impl Extractor {
         &self.key
     }
 
+    /// This encoder's identity as the stage-1 cache key's encoder part ([`crate::screen`]'s
+    /// `cache_key`): name, weights hash and input size, as JSON.
+    pub fn cache_key(&self) -> String {
+        serde_json::to_string(&self.key).unwrap_or_else(|_| format!("{:?}", self.key))
+    }
+
     /// The encoder's input normalisation and size multiple.
     pub fn input_spec(&self) -> llb_features::InputSpec {
         self.encoder.input_spec()

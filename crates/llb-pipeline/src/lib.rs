@@ -42,7 +42,7 @@ pub use evaluate::{Evaluation, evaluate, for_each_scored};
 pub use extract::{Extracted, Extractor, OnBadImage};
 pub use model_dir::{CARD_FILE, DETECTOR_DIR, Model, OutputFolder, write_json};
 pub use quality::ScreeningQuality;
-pub use settings::{FitSettings, PurifySettings, Rules};
+pub use settings::{DEFAULT_SELECTION, FitSettings, PurifySettings, Rules};
 pub use twostage::{
     Screening, TwoStage, calibrate_threshold, fit_final, groups_of, screen, screen_observed,
 };

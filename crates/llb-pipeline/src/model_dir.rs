@@ -52,7 +52,7 @@ impl Model {
     /// A missing or unreadable folder, a card of another format ([`Error::ModelFormat`]), or a
     /// detector whose own card disagrees with `llb.json`.
     pub fn load(dir: &Path, device: &Device) -> Result<Model> {
-        let dir = readable_folder(dir);
+        let dir = OutputFolder::current(dir);
         let card_path = dir.join(CARD_FILE);
         let text = std::fs::read_to_string(&card_path).map_err(Error::io(&card_path))?;
         let format = serde_json::from_str::<serde_json::Value>(&text)
@@ -98,18 +98,6 @@ impl Model {
     }
 }
 
-/// `dir`, or the whole old model a killed replacement left aside when `dir` is missing.
-fn readable_folder(dir: &Path) -> PathBuf {
-    if dir.exists() {
-        return dir.to_path_buf();
-    }
-    siblings(dir, ".old")
-        .into_iter()
-        .map(|(path, _)| path)
-        .find(|path| path.join(CARD_FILE).is_file())
-        .unwrap_or_else(|| dir.to_path_buf())
-}
-
 /// A folder written into a temporary sibling and renamed into place by [`OutputFolder::commit`]
 /// (see the module docs). Dropped without a commit, the temporary folder is removed.
 pub struct OutputFolder {
@@ -119,6 +107,20 @@ pub struct OutputFolder {
 }
 
 impl OutputFolder {
+    /// The folder that holds the last whole commit of `target`: `target` itself, or, while a
+    /// killed replacement left it missing, the whole old folder it moved aside (step 2 of the
+    /// module docs). [`Model::load`] reads from here.
+    pub fn current(target: &Path) -> PathBuf {
+        if target.exists() {
+            return target.to_path_buf();
+        }
+        siblings(target, ".old")
+            .into_iter()
+            .map(|(path, _)| path)
+            .find(|path| path.join(CARD_FILE).is_file())
+            .unwrap_or_else(|| target.to_path_buf())
+    }
+
     /// Starts writing `target`: creates its temporary sibling.
     ///
     /// # Errors
@@ -146,22 +148,28 @@ impl OutputFolder {
         path.strip_prefix(&self.temp).map_or_else(|_| path.to_path_buf(), |r| self.target.join(r))
     }
 
-    /// Writes the model: `detector/` (its own card carries no threshold: the threshold lives in
-    /// `llb.json`), then `llb.json`.
+    /// Writes the model: `detector/` (its own card, from `extractor`, carries no threshold: the
+    /// threshold lives in `llb.json`), then `llb.json`.
     ///
     /// # Errors
     /// An IO or serialisation failure, naming the file.
     pub fn save_model(
         &self,
         card: &ModelCard,
-        detector_card: &llb_detect::ModelCard,
+        extractor: &Extractor,
         model: &FittedDetector,
     ) -> Result<()> {
         if card.format != FORMAT {
             return Err(Error::Settings(format!("writing a card of format {}", card.format)));
         }
-        let detector_card =
-            llb_detect::ModelCard { image_score_threshold: None, ..detector_card.clone() };
+        let detector_card = llb_detect::ModelCard {
+            encoder: extractor.key().encoder.clone(),
+            encoder_weights_sha256: extractor.key().weights_sha256.clone(),
+            input_spec: extractor.input_spec(),
+            image_size_px: [extractor.image_size_px(); 2],
+            image_score_rule: card.settings.test_score,
+            image_score_threshold: None,
+        };
         let detector_dir = self.temp.join(DETECTOR_DIR);
         model
             .save(&detector_dir, &detector_card)
@@ -187,10 +195,12 @@ impl OutputFolder {
         if let Some(aside) = &aside {
             std::fs::rename(&self.target, aside).map_err(Error::io(&self.target))?;
             sync(&parent)?;
+            tracing::debug!(aside = %aside.display(), "moved the old folder aside");
         }
         std::fs::rename(&self.temp, &self.target).map_err(Error::io(&self.target))?;
         self.committed = true;
         sync(&parent)?;
+        tracing::debug!(folder = %self.target.display(), "renamed the new folder into place");
         if let Some(aside) = aside {
             remove_folder(&aside).map_err(Error::io(&aside))?;
         }
@@ -350,16 +360,20 @@ mod tests {
     fn a_missing_folder_is_read_from_the_aside_copy_a_kill_left() {
         let dir = tempfile::tempdir().unwrap();
         let target = dir.path().join("model");
-        assert_eq!(readable_folder(&target), target);
+        assert_eq!(OutputFolder::current(&target), target);
         // As if killed between renaming the old model aside and the new one in.
         let aside = dir.path().join(".model.4000000.0123456789abcdef.old");
         std::fs::create_dir(&aside).unwrap();
-        assert_eq!(readable_folder(&target), target, "an aside folder without a card is ignored");
+        assert_eq!(
+            OutputFolder::current(&target),
+            target,
+            "an aside folder without a card is ignored"
+        );
         std::fs::write(aside.join(CARD_FILE), "{}").unwrap();
-        assert_eq!(readable_folder(&target), aside);
+        assert_eq!(OutputFolder::current(&target), aside);
         let next = OutputFolder::create(&target).unwrap();
         next.commit().unwrap();
-        assert_eq!(readable_folder(&target), target);
+        assert_eq!(OutputFolder::current(&target), target);
         assert!(
             !aside.exists() || !cfg!(target_os = "linux"),
             "a dead run's aside folder is removed"

@@ -1,11 +1,11 @@
 //! What a fit decides, as plain serialisable values: the encoder, the detector, the purification
 //! rules and the test score; rules are resolved into typed values before any image is read.
 
-use crate::backbone::{DetectorSettings, EncoderSettings};
+use crate::backbone::{DetectorSettings, EncoderKind, EncoderSettings};
 use crate::error::{Error, Result};
-use llb_detect::ImageScoreRule;
+use llb_detect::{ImageScoreRule, PatchCoreConfig};
 use llb_purify::{Aggregator, AggregatorRegistry, Selector, SelectorRegistry};
-use llb_submodel::Stage1Config;
+use llb_submodel::{PartitionConfig, PartitionMode, Stage1Config};
 use serde::{Deserialize, Serialize};
 
 /// Stage-1 settings: the sub-models' detector, partition and score, and the fusion and selection
@@ -83,6 +83,48 @@ pub struct FitSettings {
     pub test_score: ImageScoreRule,
     /// Seed of the split used to calibrate the decision threshold.
     pub calibration_seed: u64,
+}
+
+/// The selection rule of [`FitSettings::default`] (chosen on benchmark v2,
+/// `docs/purification.md`).
+pub const DEFAULT_SELECTION: &str = "keep-fraction(0.6)";
+
+impl Default for FitSettings {
+    /// What `llb fit` does with no options: DINOv2 ViT-S/14 blocks 3 and 5 at 224 px, PatchCore
+    /// (Roth et al. 2022) as the final detector, K = 3 density-screen sub-models
+    /// (`PatchCoreConfig::llb_density_screen`), mean fusion, [`DEFAULT_SELECTION`], one round, the
+    /// maximum of the map as the image score, seed 0.
+    fn default() -> Self {
+        let seed = 0;
+        Self {
+            encoder: EncoderSettings {
+                kind: EncoderKind::Dinov2Vits14,
+                layers: vec![3, 5],
+                image_size_px: 224,
+                aggregation: None,
+            },
+            detector: DetectorSettings::Patchcore(PatchCoreConfig {
+                seed,
+                ..PatchCoreConfig::roth2022()
+            }),
+            purify: Some(PurifySettings {
+                stage1: Stage1Config {
+                    partition: PartitionConfig { k: 3, seed, mode: PartitionMode::Random },
+                    screening_score: ImageScoreRule::TopMean { fraction: 0.01 },
+                    batch_size: 16,
+                },
+                submodel: Some(DetectorSettings::Patchcore(PatchCoreConfig {
+                    seed,
+                    ..PatchCoreConfig::llb_density_screen()
+                })),
+                fusion: "mean".into(),
+                selection: DEFAULT_SELECTION.into(),
+                rounds: 1,
+            }),
+            test_score: ImageScoreRule::Max,
+            calibration_seed: seed,
+        }
+    }
 }
 
 impl FitSettings {

@@ -26,6 +26,4 @@ mod tests;
 pub use error::{Error, Result};
 pub use observer::MapObserver;
 pub use partition::{Partition, PartitionConfig, PartitionMode};
-pub use stage1::{
-    Stage1Config, Stage1Output, TrainingSet, run_stage1, run_stage1_observed, select_rows,
-};
+pub use stage1::{Stage1Config, Stage1Output, TrainingSet, run_stage1, run_stage1_observed};

@@ -217,7 +217,7 @@ fn check_training_set(train: &TrainingSet<'_>) -> Result<usize> {
 ///
 /// # Errors
 /// An index out of range, or a backend failure.
-pub fn select_rows(layers: &[Tensor], rows: &[u32]) -> Result<Vec<Tensor>> {
+pub(crate) fn select_rows(layers: &[Tensor], rows: &[u32]) -> Result<Vec<Tensor>> {
     let device = layers[0].device();
     let index = Tensor::from_slice(rows, rows.len(), device)?;
     Ok(layers.iter().map(|l| l.index_select(&index, 0)).collect::<candle_core::Result<_>>()?)

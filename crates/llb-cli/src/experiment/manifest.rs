@@ -2,8 +2,8 @@
 //! ablations, read from a committed JSON file so that a table can be regenerated exactly.
 
 use super::dataset::DatasetSpec;
-use llb_pipeline::{DetectorSettings, FitSettings};
 use anyhow::Context;
+use llb_pipeline::{DetectorSettings, FitSettings};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -97,7 +97,8 @@ impl Manifest {
             );
             if let Some(purify) = &backbone.settings.purify {
                 purify
-                    .rules().map(|_| ())
+                    .rules()
+                    .map(|_| ())
                     .with_context(|| format!("{}: backbones[{i}]", path.display()))?;
             }
         }
@@ -105,7 +106,8 @@ impl Manifest {
             for (label, settings) in ablation.variants(&manifest.backbones[0].settings) {
                 if let Some(purify) = &settings.purify {
                     purify
-                        .rules().map(|_| ())
+                        .rules()
+                        .map(|_| ())
                         .with_context(|| format!("{}: ablation {label}", path.display()))?;
                 }
             }

@@ -7,12 +7,12 @@ use super::log::{append_log, lock_log, read_rows};
 use super::manifest::Manifest;
 use super::shard::{Shard, assign};
 use crate::run_context::RunContext;
-use llb_pipeline::{
-    Extracted, FitSettings, OnBadImage, ScreeningQuality, evaluate, fit_final, groups_of, screen,
-};
 use anyhow::Context;
 use candle_core::Device;
 use llb_data::{Dataset, Sample};
+use llb_pipeline::{
+    Extracted, FitSettings, OnBadImage, ScreeningQuality, evaluate, fit_final, groups_of, screen,
+};
 use llb_purify::PurityReport;
 use llb_types::Label;
 use serde::{Deserialize, Serialize};
@@ -322,7 +322,7 @@ fn run_one(
     let test = features.subset(&test_ids)?;
     let groups = groups_of(&data.train, &train.ids);
     let settings = &planned.settings;
-    let encoder_key = serde_json::to_string(extractor.key())?;
+    let encoder_key = extractor.cache_key();
     let fit_started = Instant::now();
     let screening = screen(&train, &groups, settings, &encoder_key, Some(resume))?;
     let fitted = fit_final(&train, settings, screening)?;

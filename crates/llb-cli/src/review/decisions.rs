@@ -7,8 +7,8 @@
 //! `llb fit` fits the final model both ways to report this (stage 1 is shared); otherwise the two
 //! are the same fit.
 
-use llb_pipeline::{DecisionsRecord, Extracted, FitSettings};
 use llb_detect::Detector;
+use llb_pipeline::{DecisionsRecord, Extracted, FitSettings};
 use llb_purify::{Decision, Decisions, FusedScores, Selection};
 use llb_types::SampleId;
 use serde::Serialize;
@@ -73,13 +73,10 @@ pub(crate) fn compare(
     let score = |outcome: &Outcome<'_>| -> anyhow::Result<Option<Vec<f32>>> {
         let Some((model, _)) = outcome.model else { return Ok(None) };
         let size = settings.encoder.image_size_px as usize;
-        let row_of: std::collections::BTreeMap<&SampleId, u32> =
-            train.ids.iter().zip(0..).collect();
-        let rows: Vec<u32> = reviewed_ids.iter().filter_map(|id| row_of.get(id).copied()).collect();
-        anyhow::ensure!(rows.len() == reviewed_ids.len(), "a reviewed image has no features");
-        let mut scores = Vec::with_capacity(rows.len());
-        for chunk in rows.chunks(16) {
-            let layers = llb_submodel::select_rows(&train.layers, chunk)?;
+        let ids: Vec<SampleId> = reviewed_ids.iter().map(|id| (*id).clone()).collect();
+        let mut scores = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(16) {
+            let layers = train.subset(chunk)?.layers;
             scores.extend(model.score(&layers, (size, size), settings.test_score)?.image_scores);
         }
         Ok(Some(scores))

@@ -4,9 +4,9 @@
 //! "normal" its most anomalous patch was compared with (see `report.js`).
 
 use super::thumbs::{self, HeatScale};
-use llb_pipeline::{Extracted, FittedDetector};
 use anyhow::Context;
 use llb_detect::NearestTrainingPatch;
+use llb_pipeline::{Extracted, FittedDetector};
 use llb_purify::{FusedScores, Histogram, HistogramBin};
 use llb_types::SampleId;
 use serde::Serialize;
@@ -65,16 +65,16 @@ struct ReportData {
     rows: Vec<ReportRow>,
 }
 
-/// For the anomalous rows of `features` (row indices), their nearest training patches; `None`
-/// for models without a memory bank.
+/// For the images `ids` of `features`, their nearest training patches; `None` for models without
+/// a memory bank.
 pub(crate) fn nearest_patches(
     model: &FittedDetector,
     features: &Extracted,
-    rows: &[u32],
+    ids: &[SampleId],
 ) -> anyhow::Result<Option<Vec<NearestTrainingPatch>>> {
-    let mut out = Vec::with_capacity(rows.len());
-    for chunk in rows.chunks(16) {
-        let layers = llb_submodel::select_rows(&features.layers, chunk)?;
+    let mut out = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(16) {
+        let layers = features.subset(chunk)?.layers;
         out.extend(match model {
             FittedDetector::Patchcore(m) => m.nearest_training_patches(&layers)?,
             FittedDetector::Softpatch(m) => m.nearest_training_patches(&layers)?,

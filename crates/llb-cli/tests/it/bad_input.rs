@@ -112,6 +112,39 @@ fn settings_out_of_range_are_refused_naming_the_value() {
     }
 }
 
+/// A misspelt fusion or selection rule exits 2 naming the rule and the known names, before any
+/// image is read: the cache gets no feature and no stage-1 entry, and no output is written.
+#[test]
+fn a_misspelt_rule_exits_2_naming_the_known_rules_before_any_feature() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = scratch_cache(dir.path());
+    let train = train_folder(dir.path(), &[]);
+    let out = dir.path().join("model");
+    let cases: [(&str, &str, &[&str]); 2] = [
+        ("--selection", "keep-fractoin(0.8)", &["keep-fraction", "mad"]),
+        ("--fusion", "meen", &["mean", "median"]),
+    ];
+    for (flag, rule, known) in cases {
+        let output = Command::new(env!("CARGO_BIN_EXE_llb"))
+            .args(["fit", "--train", train.to_str().unwrap(), "--out", out.to_str().unwrap()])
+            .args(["--cache", cache.to_str().unwrap(), flag, rule])
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{flag} {rule}: {stderr}");
+        let rule_name = rule.split('(').next().unwrap();
+        assert!(stderr.contains(rule_name), "{flag} {rule}: the rule is not named: {stderr}");
+        for name in known {
+            assert!(stderr.contains(name), "{flag} {rule}: `{name}` is not listed: {stderr}");
+        }
+        for computed in ["features", "stage1"] {
+            assert!(!cache.join(computed).exists(), "{flag} {rule}: {computed}/ was written");
+        }
+        assert!(!out.exists(), "{flag} {rule}: {} was written", out.display());
+    }
+}
+
 /// File names with commas, quotes, line-break-free non-ASCII and spaces survive `scores.csv` and
 /// `purification.csv`: both are written by a CSV writer and read back here by a CSV reader.
 #[test]

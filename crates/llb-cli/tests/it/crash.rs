@@ -21,7 +21,7 @@ const KILL_POINTS: usize = 20;
 
 /// Log filter of every run here: the llb crates at debug level (one line per batch and stage).
 const LOG: &str = "warn,llb=debug,llb_features=debug,llb_submodel=debug,llb_detect=debug,\
-                   llb_purify=debug,llb_data=debug";
+                   llb_purify=debug,llb_data=debug,llb_pipeline=debug";
 
 /// What a finished run leaves: its summary line and every file of its output folder.
 #[derive(Debug, PartialEq)]
@@ -393,4 +393,72 @@ fn a_full_disk_stops_fit_naming_the_file_and_a_rerun_completes() {
     let (summary, _) = finish(&args);
     let resumed = Outputs { summary: summary_fields(summary), files: files(&out, &|_, b| b) };
     assert_same(&resumed, reference, "the rerun against an uninterrupted run");
+}
+
+/// Copies the folder `from` to `to` (files and sub-folders).
+fn copy_folder(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        let target = to.join(path.file_name().unwrap());
+        if path.is_dir() {
+            copy_folder(&path, &target);
+        } else {
+            std::fs::copy(&path, &target).unwrap();
+        }
+    }
+}
+
+/// `llb fit` replacing a model (seed 1) with another (seed 0), killed with SIGKILL after each
+/// log line from its final fit to its end (calibration, saving, the folder moved aside and the
+/// new one renamed into place): the model folder then holds the old model or the new one, whole,
+/// and `llb predict` reads it.
+#[test]
+fn fit_killed_while_replacing_a_model_leaves_the_old_or_the_new_one_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = scratch_cache(dir.path());
+    let (old_out, new_out) = (dir.path().join("old"), dir.path().join("new"));
+    let with_seed_1 = |out: &Path| [fit_args(&cache, out), vec!["--seed".into(), "1".into()]];
+    finish(&with_seed_1(&old_out).concat());
+    let old = files(&old_out, &|_, b| b);
+    // The replacing run's own log (warm cache): its kill points.
+    let (_, log) = finish(&fit_args(&cache, &new_out));
+    let new = files(&new_out, &|_, b| b);
+    assert_ne!(old.get(Path::new("llb.json")), new.get(Path::new("llb.json")));
+    let first = log.iter().position(|l| l.contains("stage2")).expect("a stage2 line in the log");
+    assert!(log.iter().any(|l| l.contains("renamed the new folder into place")), "{log:#?}");
+    let (mut n_old, mut n_new) = (0, 0);
+    // Replacing writes one line more than the first fit: the old folder moved aside.
+    for n in first + 1..=log.len() + 1 {
+        let trial = dir.path().join(format!("trial-{n}"));
+        let out = trial.join("model");
+        copy_folder(&old_out, &out);
+        let Some(last) = kill_after(&fit_args(&cache, &out), n) else { continue };
+        let current = llb_pipeline::OutputFolder::current(&out);
+        let got = files(&current, &|_, b| b);
+        match (got == old, got == new) {
+            (true, _) => n_old += 1,
+            (_, true) => n_new += 1,
+            _ => panic!("killed after `{last}`: {} holds neither model whole", current.display()),
+        }
+        let predictions = trial.join("predictions");
+        let images = data().join("bench/tex/test");
+        let predict: Vec<String> = [
+            "predict",
+            "--model",
+            out.to_str().unwrap(),
+            "--input",
+            images.to_str().unwrap(),
+            "--out",
+            predictions.to_str().unwrap(),
+            "--cache",
+            cache.to_str().unwrap(),
+        ]
+        .map(String::from)
+        .to_vec();
+        finish(&predict);
+        std::fs::remove_dir_all(&trial).unwrap();
+    }
+    // Kills before the rename leave the old model, kills after it the new one: both were seen.
+    assert!(n_old > 0 && n_new > 0, "old {n_old}, new {n_new}");
 }

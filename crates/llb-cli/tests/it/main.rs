@@ -8,6 +8,10 @@ mod bad_input;
 // once: outputs bit-identical to an uninterrupted run alone, no partial file left.
 mod crash;
 
+// The library route: `llb-pipeline`'s `fit_predict` example gives `llb fit` + `llb predict`'s model
+// and scores bit for bit.
+mod library;
+
 // `llb metrics` on temporary CSV files: JSON keys on stdout, exit code 2 naming a bad file.
 mod metrics;
 
