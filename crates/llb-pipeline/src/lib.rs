@@ -6,7 +6,8 @@
 //!    [`FeatureCache`](llb_features::FeatureCache) and shared by every sub-model and the final
 //!    model ([`Extracted`] holds the features by [`SampleId`](llb_types::SampleId)).
 //! 2. [`screen`]: stage 1 (K sub-models from `llb-submodel`, fusion and selection from
-//!    `llb-purify`), giving the kept ids.
+//!    `llb-purify`), giving the kept ids; [`screen_submodels`] fits some of the K sub-models in
+//!    one job and [`screen_stored`] assembles the others' from a [`Stage1Store`].
 //! 3. [`fit_final`]: stage 2, the detector on the kept ids; [`calibrate_threshold`]: an
 //!    unsupervised decision threshold.
 //! 4. [`OutputFolder`] writes the model folder (`llb.json`, the one [`ModelCard`], and
@@ -45,4 +46,6 @@ pub use quality::ScreeningQuality;
 pub use settings::{FitSettings, PurifySettings, Rules};
 pub use twostage::{
     Screening, TwoStage, calibrate_threshold, fit_final, groups_of, screen, screen_observed,
+    screen_stored, screen_submodels,
 };
+pub use llb_submodel::Stage1Store;
