@@ -128,6 +128,7 @@ fn stage1_split_into_k_jobs_gives_the_model_folder_of_a_plain_fit() {
 /// scores is stored exactly once across the two (the locks make the other process wait and
 /// reuse it), every entry loads, and no temporary file is left.
 #[test]
+#[allow(clippy::print_stderr, reason = "the store counts are this test's report")]
 fn two_processes_at_once_store_each_cache_entry_once() {
     let dir = tempfile::tempdir().unwrap();
     let tmp = dir.path();
