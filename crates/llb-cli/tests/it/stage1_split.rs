@@ -96,7 +96,10 @@ fn stage1_split_into_k_jobs_gives_the_model_folder_of_a_plain_fit() {
     let from = ["--from-stage1", store_arg, "--out", split.to_str().unwrap()];
     let (code, stderr) = failure(fit(tmp, &assembler, &from).output().unwrap());
     assert_eq!(code, Some(2), "{stderr}");
-    assert!(stderr.contains(&format!("sub-model 1 of {K}")) && stderr.contains(store_arg), "{stderr}");
+    assert!(
+        stderr.contains(&format!("sub-model 1 of {K}")) && stderr.contains(store_arg),
+        "{stderr}"
+    );
     assert!(!split.exists(), "no model folder from an incomplete store");
 
     let out_of_range = ["--stage1-only", "--subset", "3", "--stage1-dir", store_arg];
