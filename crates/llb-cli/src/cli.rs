@@ -137,8 +137,10 @@ fn exit_code(result: anyhow::Result<()>) -> std::process::ExitCode {
 fn is_bad_input(err: &anyhow::Error) -> bool {
     err.chain().any(|e| {
         e.is::<metrics_cmd::BadInput>()
-            || e.downcast_ref::<llb_pipeline::Error>().is_some_and(llb_pipeline::Error::blames_input)
-            || e.downcast_ref::<llb_submodel::Error>().is_some_and(llb_submodel::Error::blames_input)
+            || e.downcast_ref::<llb_pipeline::Error>()
+                .is_some_and(llb_pipeline::Error::blames_input)
+            || e.downcast_ref::<llb_submodel::Error>()
+                .is_some_and(llb_submodel::Error::blames_input)
             || e.is::<llb_data::Error>()
             || e.is::<llb_metrics::Error>()
             || e.is::<llb_purify::Error>()

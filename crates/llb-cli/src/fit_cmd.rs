@@ -8,12 +8,12 @@ use crate::review::{self, ReviewInput, ReviewMaps};
 use crate::run_context::RunContext;
 use crate::stage1_cmd::{self, Stage1Args};
 use candle_core::Device;
+use llb_data::Dataset;
 use llb_pipeline::{
     DecisionsRecord, FORMAT, FitSettings, ModelCard, OnBadImage, OutputFolder, Screening,
     ScreeningQuality, calibrate_threshold, fit_final, groups_of, screen_stored,
     training_ids_sha256, write_json,
 };
-use llb_data::Dataset;
 use llb_purify::{Decisions, Histogram, Purification, PurityReport};
 use llb_types::{Label, SampleId};
 use std::collections::BTreeMap;
