@@ -139,6 +139,8 @@ fn is_bad_input(err: &anyhow::Error) -> bool {
         e.is::<metrics_cmd::BadInput>()
             || e.downcast_ref::<llb_pipeline::Error>()
                 .is_some_and(llb_pipeline::Error::blames_input)
+            || e.downcast_ref::<llb_submodel::Error>()
+                .is_some_and(llb_submodel::Error::blames_input)
             || e.is::<llb_data::Error>()
             || e.is::<llb_metrics::Error>()
             || e.is::<llb_purify::Error>()

@@ -6,11 +6,12 @@ use crate::metrics_cmd::bad;
 use crate::model_args::ModelArgs;
 use crate::review::{self, ReviewInput, ReviewMaps};
 use crate::run_context::RunContext;
+use crate::stage1_cmd::{self, Stage1Args};
 use candle_core::Device;
 use llb_data::Dataset;
 use llb_pipeline::{
     DecisionsRecord, FitSettings, ModelCard, OnBadImage, OutputFolder, Screening, ScreeningQuality,
-    calibrate_threshold, fit_final, groups_of, screen_observed, write_json,
+    calibrate_threshold, fit_final, groups_of, screen_stored, write_json,
 };
 use llb_purify::{Decisions, Histogram, Purification, PurityReport};
 use llb_types::{Label, SampleId};
@@ -24,9 +25,10 @@ pub(crate) struct FitArgs {
     pub(crate) data: DataArgs,
     #[command(flatten)]
     pub(crate) model: ModelArgs,
-    /// Output folder: the model, the score table, `purification.csv` and reports.
-    #[arg(long)]
-    pub(crate) out: PathBuf,
+    /// Output folder: the model, the score table, `purification.csv` and reports (not with
+    /// `--stage1-only`, which writes no model folder).
+    #[arg(long, required_unless_present = "stage1_only")]
+    pub(crate) out: Option<PathBuf>,
     /// Skip unreadable images (reported) or stop at the first one.
     #[arg(long, value_parser = crate::model_args::on_bad_image(), default_value = "skip")]
     pub(crate) on_bad_image: OnBadImage,
@@ -37,15 +39,20 @@ pub(crate) struct FitArgs {
     /// `id,decision` and `keep` or `drop` per reviewed image, as exported from `review.html`.
     #[arg(long, value_name = "FILE.csv")]
     pub(crate) decisions: Option<PathBuf>,
+    #[command(flatten)]
+    pub(crate) stage1: Stage1Args,
 }
 
 /// Runs `llb fit`; with `stage1_only` (`llb purify`) stops after writing the screening results.
+/// With `--stage1-only` it fits stage-1 sub-models into a store folder and writes no model
+/// folder; with `--from-stage1` it takes every sub-model's scores from such a folder.
 ///
 /// Every output goes into a temporary sibling of `--out` that is renamed into place at the end
 /// ([`OutputFolder`]), so `--out` holds the old run's outputs or the new run's, whole.
 pub(crate) fn run(args: &FitArgs, stage1_only: bool, device: &Device) -> anyhow::Result<()> {
     // Flags first: a typo in a rule fails before the data set is read or a feature computed.
     let settings = args.model.settings()?;
+    stage1_cmd::check(&args.stage1, &settings)?;
     let dataset = args.data.load()?;
     let ctx = RunContext::new(args.cache.clone(), device)?;
     if stage1_only {
@@ -62,9 +69,21 @@ pub(crate) fn run(args: &FitArgs, stage1_only: bool, device: &Device) -> anyhow:
     let resume = ctx.assets.root().join("stage1");
     let size = extractor.image_size_px();
     let mut maps = ReviewMaps::new(&train.ids, (size, size));
+    if args.stage1.stage1_only {
+        return stage1_cmd::fit_subsets(
+            &args.stage1,
+            &train,
+            &groups,
+            &settings,
+            &cache_key,
+            &mut maps,
+        );
+    }
+    let store = args.stage1.store(&resume);
     let mut screening =
-        screen_observed(&train, &groups, &settings, &cache_key, Some(&resume), Some(&mut maps))?;
-    let folder = OutputFolder::create(&args.out)?;
+        screen_stored(&train, &groups, &settings, &cache_key, store, Some(&mut maps))?;
+    let out_arg = args.out.as_deref().expect("clap requires --out without --stage1-only");
+    let folder = OutputFolder::create(out_arg)?;
     let out = folder.path();
     // A person's decisions overrule the rule's selection before anything is written or fitted.
     let rule_selection = screening.as_ref().map(|s| s.purification.selection.clone());
@@ -99,7 +118,7 @@ pub(crate) fn run(args: &FitArgs, stage1_only: bool, device: &Device) -> anyhow:
         write_json(&out.join("skipped_images.json"), &failures)?;
     }
     let mut summary = serde_json::json!({
-        "out": args.out,
+        "out": out_arg,
         "n_train": train.ids.len(),
         "n_skipped": train.failures.len(),
         "review": review_page,

@@ -19,6 +19,7 @@ mod predict_cmd;
 mod review;
 mod review_cmd;
 mod run_context;
+mod stage1_cmd;
 
 fn main() -> std::process::ExitCode {
     cli::main()

@@ -139,6 +139,7 @@ impl Error {
             | Error::Metrics(_) => true,
             Error::Io { source, .. } => source.kind() == std::io::ErrorKind::NotFound,
             Error::Stage { source, .. } => source.blames_input(),
+            Error::Stage1(e) => e.blames_input(),
             _ => false,
         }
     }

@@ -6,7 +6,8 @@
 //!    [`FeatureCache`](llb_features::FeatureCache) and shared by every sub-model and the final
 //!    model ([`Extracted`] holds the features by [`SampleId`](llb_types::SampleId)).
 //! 2. [`screen`]: stage 1 (K sub-models from `llb-submodel`, fusion and selection from
-//!    `llb-purify`), giving the kept ids.
+//!    `llb-purify`), giving the kept ids; [`screen_submodels`] fits some of the K sub-models in
+//!    one job and [`screen_stored`] assembles the others' from a [`Stage1Store`].
 //! 3. [`fit_final`]: stage 2, the detector on the kept ids; [`calibrate_threshold`]: an
 //!    unsupervised decision threshold.
 //! 4. [`OutputFolder`] writes the model folder (`llb.json`, the one [`ModelCard`], and
@@ -40,9 +41,11 @@ pub use card::{DecisionsRecord, FORMAT, ModelCard, training_ids_sha256};
 pub use error::{Error, Result};
 pub use evaluate::{Evaluation, evaluate, for_each_scored};
 pub use extract::{Extracted, Extractor, OnBadImage};
+pub use llb_submodel::Stage1Store;
 pub use model_dir::{CARD_FILE, DETECTOR_DIR, Model, OutputFolder, write_json};
 pub use quality::ScreeningQuality;
 pub use settings::{DEFAULT_SELECTION, FitSettings, PurifySettings, Rules};
 pub use twostage::{
     Screening, TwoStage, calibrate_threshold, fit_final, groups_of, screen, screen_observed,
+    screen_stored, screen_submodels,
 };

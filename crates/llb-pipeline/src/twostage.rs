@@ -7,7 +7,7 @@ use crate::extract::Extracted;
 use crate::settings::FitSettings;
 use llb_detect::{Detector, Fit};
 use llb_purify::{Purification, ScoreTable};
-use llb_submodel::{MapObserver, TrainingSet, run_stage1_observed};
+use llb_submodel::{MapObserver, Stage1Store, TrainingSet, fit_submodels, run_stage1_stored};
 use llb_types::{GroupId, SampleId};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
@@ -57,14 +57,102 @@ pub fn screen_observed(
     settings: &FitSettings,
     cache_key: &str,
     resume_dir: Option<&Path>,
-    mut maps: Option<&mut dyn MapObserver>,
+    maps: Option<&mut dyn MapObserver>,
 ) -> Result<Option<Screening>> {
-    let Some(purify) = &settings.purify else { return Ok(None) };
-    let rules = purify.rules()?;
-    let size = settings.encoder.image_size_px as usize;
+    let store = resume_dir.map_or(Stage1Store::None, Stage1Store::Resume);
+    screen_stored(train, groups, settings, cache_key, store, maps)
+}
+
+/// The stage-1 key of `settings`: the sub-model's full settings, then the caller's `cache_key`
+/// (the final detector's settings and the encoder's).
+fn stage1_key(settings: &FitSettings, cache_key: &str) -> Result<String> {
+    let purify = settings.purify.as_ref().ok_or_else(|| no_stage1("stage 1"))?;
     let submodel = purify.submodel.as_ref().unwrap_or(&settings.detector);
     let submodel_json = serde_json::to_string(submodel).map_err(Error::json("the sub-model"))?;
-    let cache_key = format!("{submodel_json}|{cache_key}");
+    Ok(format!("{submodel_json}|{cache_key}"))
+}
+
+fn no_stage1(what: &str) -> Error {
+    Error::Settings(format!("{what} needs purification (stage 1), but it is off"))
+}
+
+/// Stage 1 split across jobs, one job's part: fits the sub-models of `subsets` (0-based, each
+/// below K) on the whole training set's features and stores their scores (and what `maps`
+/// returns per sub-model) in `store_dir`, keyed by image content and full settings as the
+/// resume cache is; returns K. When every subset has been fitted into the folder,
+/// [`screen_stored`] with [`Stage1Store::Complete`] gives the screening of one [`screen`].
+///
+/// # Errors
+/// [`Error::Settings`] when purification is off or takes more than one round (round 2 needs all
+/// of round 1); a subset ≥ K (`llb_submodel::Error::SubsetOutOfRange`, which blames the input);
+/// stage-1 failures.
+pub fn screen_submodels(
+    train: &Extracted,
+    groups: &[Option<GroupId>],
+    settings: &FitSettings,
+    cache_key: &str,
+    store_dir: &Path,
+    subsets: &[usize],
+    maps: Option<&mut dyn MapObserver>,
+) -> Result<usize> {
+    let purify = settings.purify.as_ref().ok_or_else(|| no_stage1("fitting stage-1 subsets"))?;
+    purify.rules()?;
+    split_needs_one_round(purify.rounds)?;
+    let cache_key = stage1_key(settings, cache_key)?;
+    let submodel = purify.submodel.as_ref().unwrap_or(&settings.detector);
+    let size = settings.encoder.image_size_px as usize;
+    let set = TrainingSet {
+        ids: &train.ids,
+        content_sha256: &train.content_sha256,
+        groups,
+        fit_mask: None,
+        layers: &train.layers,
+        image_size_px: (size, size),
+    };
+    let partition =
+        fit_submodels(submodel, &set, &purify.stage1, &cache_key, store_dir, subsets, maps)
+            .map_err(|e| Error::during("stage 1 (sub-models)")(e.into()))?;
+    Ok(partition.k())
+}
+
+fn split_needs_one_round(rounds: usize) -> Result<()> {
+    if rounds > 1 {
+        return Err(Error::Settings(format!(
+            "stage 1 split across jobs takes one screening round, not {rounds}: round 2 refits \
+             on round 1's selection, which needs every sub-model of round 1"
+        )));
+    }
+    Ok(())
+}
+
+/// [`screen_observed`] with an explicit [`Stage1Store`]: with [`Stage1Store::Complete`] every
+/// sub-model's scores come from the store (fitted there by [`screen_submodels`]) and none is
+/// fitted.
+///
+/// # Errors
+/// As [`screen`]; with a complete store, `llb_submodel::Error::MissingSubmodel` naming the
+/// sub-model and folder (it blames the input), or [`Error::Settings`] for more than one round.
+pub fn screen_stored(
+    train: &Extracted,
+    groups: &[Option<GroupId>],
+    settings: &FitSettings,
+    cache_key: &str,
+    store: Stage1Store<'_>,
+    mut maps: Option<&mut dyn MapObserver>,
+) -> Result<Option<Screening>> {
+    let Some(purify) = &settings.purify else {
+        return match store {
+            Stage1Store::Complete(_) => Err(no_stage1("stage-1 scores from a store")),
+            _ => Ok(None),
+        };
+    };
+    let rules = purify.rules()?;
+    if matches!(store, Stage1Store::Complete(_)) {
+        split_needs_one_round(purify.rounds)?;
+    }
+    let size = settings.encoder.image_size_px as usize;
+    let submodel = purify.submodel.as_ref().unwrap_or(&settings.detector);
+    let cache_key = stage1_key(settings, cache_key)?;
     let mut fit_mask: Option<Vec<bool>> = None;
     let mut screening = None;
     for round in 0..purify.rounds.max(1) {
@@ -79,9 +167,8 @@ pub fn screen_observed(
         };
         // The maps shown for review are the last round's.
         let observer = if round + 1 == purify.rounds.max(1) { maps.take() } else { None };
-        let out =
-            run_stage1_observed(submodel, &set, &purify.stage1, &cache_key, resume_dir, observer)
-                .map_err(|e| Error::during("stage 1 (sub-models)")(e.into()))?;
+        let out = run_stage1_stored(submodel, &set, &purify.stage1, &cache_key, store, observer)
+            .map_err(|e| Error::during("stage 1 (sub-models)")(e.into()))?;
         let purification =
             llb_purify::purify(&out.table, rules.fusion.as_ref(), rules.selection.as_ref())?;
         tracing::info!(

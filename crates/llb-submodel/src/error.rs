@@ -51,9 +51,41 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
+    /// A complete stage-1 store ([`Stage1Store::Complete`](crate::Stage1Store::Complete)) lacks
+    /// the scores of one sub-model: it was never fitted into that folder, or for other images or
+    /// settings (entries are keyed by content and settings).
+    #[error(
+        "stage-1 store {}: no scores of sub-model {subset} of {k} for these images and settings \
+         (fit that subset into this folder first)",
+        dir.display()
+    )]
+    MissingSubmodel {
+        /// The missing sub-model (0-based subset index).
+        subset: usize,
+        /// Number of sub-models K.
+        k: usize,
+        /// The store's folder for this training set and settings.
+        dir: PathBuf,
+    },
+    /// A subset index that is not below K.
+    #[error("subset {subset} is out of range: stage 1 has K = {k} subsets, numbered 0 to {}", k.saturating_sub(1))]
+    SubsetOutOfRange {
+        /// The index asked for.
+        subset: usize,
+        /// Number of sub-models K.
+        k: usize,
+    },
     /// A tensor operation failed.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
+}
+
+impl Error {
+    /// `true` when the caller's input is at fault (a subset index, a store folder lacking a
+    /// sub-model) rather than the machine or the detector.
+    pub fn blames_input(&self) -> bool {
+        matches!(self, Error::MissingSubmodel { .. } | Error::SubsetOutOfRange { .. })
+    }
 }
 
 /// Result with this crate's [`Error`].

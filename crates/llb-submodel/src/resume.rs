@@ -76,6 +76,11 @@ impl ResumeStore {
         })
     }
 
+    /// The folder of this fingerprint: `<root>/<fingerprint>/`.
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     fn path(&self, block: usize) -> PathBuf {
         self.dir.join(format!("submodel-{block}.json"))
     }
@@ -101,7 +106,9 @@ impl ResumeStore {
         Ok(found)
     }
 
-    fn read(&self, block: usize) -> Result<Option<Vec<f32>>> {
+    /// The scores of sub-model `block` if they are stored, without taking its lock (a complete
+    /// store is read, not written). An unreadable file is logged and treated as missing.
+    pub(crate) fn read(&self, block: usize) -> Result<Option<Vec<f32>>> {
         let path = self.path(block);
         let bytes = match std::fs::read(&path) {
             Ok(bytes) => bytes,
@@ -151,7 +158,11 @@ impl ResumeStore {
             anomaly_scores: anomaly_scores.to_vec(),
         };
         let json = serde_json::to_vec(&saved).expect("scores serialise");
-        llb_types::atomic::write(&path, &json).map_err(|source| Error::Io { path, source })?;
+        llb_types::atomic::write(&path, &json)
+            .map_err(|source| Error::Io { path: path.clone(), source })?;
+        // Tests that run processes side by side count these lines: one per sub-model and key.
+        tracing::debug!(block, fingerprint = %self.fingerprint, path = %path.display(),
+            "stored sub-model scores");
         self.held.lock().unwrap_or_else(PoisonError::into_inner).remove(&block);
         Ok(())
     }

@@ -107,26 +107,159 @@ pub fn run_stage1_observed<F: Fit>(
     config: &Stage1Config,
     cache_key: &str,
     resume_dir: Option<&Path>,
-    mut observer: Option<&mut dyn MapObserver>,
+    observer: Option<&mut dyn MapObserver>,
+) -> Result<Stage1Output> {
+    let store = resume_dir.map_or(Stage1Store::None, Stage1Store::Resume);
+    run_stage1_stored(fit, train, config, cache_key, store, observer)
+}
+
+/// Where stage 1 keeps the scores of its sub-models.
+///
+/// A store folder holds one sub-folder per fingerprint of the cache key, config, ids and image
+/// contents, so scores of other images or settings are never used; each sub-model's scores are
+/// one file, locked while a process computes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stage1Store<'a> {
+    /// Nothing is stored: every sub-model is fitted.
+    None,
+    /// Sub-models found in the folder are reused; the others are fitted and stored there.
+    Resume(&'a Path),
+    /// Every sub-model must be in the folder already (fitted there by [`fit_submodels`], e.g. by
+    /// K separate jobs); nothing is fitted, and a missing one is [`Error::MissingSubmodel`].
+    Complete(&'a Path),
+}
+
+/// Stage 1 with an explicit [`Stage1Store`]: [`run_stage1_observed`] is this with
+/// [`Stage1Store::None`] or [`Stage1Store::Resume`].
+///
+/// With [`Stage1Store::Complete`], `fit` is never called, and the observer gets every sub-model
+/// through [`MapObserver::resume_block`].
+///
+/// # Errors
+/// As [`run_stage1`]; [`Error::MissingSubmodel`] naming the first sub-model a complete store
+/// lacks.
+pub fn run_stage1_stored<F: Fit>(
+    fit: &F,
+    train: &TrainingSet<'_>,
+    config: &Stage1Config,
+    cache_key: &str,
+    store: Stage1Store<'_>,
+    observer: Option<&mut dyn MapObserver>,
 ) -> Result<Stage1Output> {
     let n = check_training_set(train)?;
-    let samples: Vec<(SampleId, Option<GroupId>)> =
-        train.ids.iter().cloned().zip(train.groups.iter().cloned()).collect();
-    let partition = Partition::new(&samples, &config.partition)?;
+    let partition = partition_of(train, config)?;
     let k = partition.k();
     let _span = tracing::info_span!("stage1", k, n_samples = n).entered();
-    let store = match resume_dir {
-        Some(dir) => Some(ResumeStore::open(dir, cache_key, config, train)?),
-        None => None,
+    let (resume, complete) = match store {
+        Stage1Store::None => (None, false),
+        Stage1Store::Resume(dir) => (Some(dir), false),
+        Stage1Store::Complete(dir) => (Some(dir), true),
     };
+    let store = resume.map(|dir| ResumeStore::open(dir, cache_key, config, train)).transpose()?;
+    let blocks: Vec<usize> = (0..k).collect();
+    let columns = submodel_scores(
+        fit,
+        train,
+        config,
+        &partition,
+        &blocks,
+        store.as_ref().map(|s| (s, complete)),
+        observer,
+    )?;
+    let block_of = partition.block_of();
+    let models: Vec<String> = (0..k).map(|j| format!("submodel-{j}")).collect();
+    let rows = train
+        .ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| {
+            let cells = (0..k)
+                .map(|j| {
+                    let score = columns[j][i];
+                    if block_of[id] == j {
+                        ScoreCell::in_subset(score)
+                    } else {
+                        ScoreCell::out_of_subset(score)
+                    }
+                })
+                .collect();
+            (id.clone(), cells)
+        })
+        .collect();
+    let table = ScoreTable::new(models, rows)?;
+    Ok(Stage1Output { partition, table })
+}
+
+/// Part of stage 1, for splitting it across jobs: fits (or reuses) only the sub-models of
+/// `subsets` (0-based block indices of the partition) and stores their scores, and what the
+/// observer returns per sub-model, in `store_dir`, keyed as [`Stage1Store::Resume`] keys them.
+/// Once every subset has been fitted into the folder, [`run_stage1_stored`] with
+/// [`Stage1Store::Complete`] gives the table one uninterrupted [`run_stage1`] gives.
+///
+/// Returns the partition, so the caller knows K.
+///
+/// # Errors
+/// [`Error::SubsetOutOfRange`] for an index not below K (before anything is fitted); otherwise
+/// as [`run_stage1`].
+pub fn fit_submodels<F: Fit>(
+    fit: &F,
+    train: &TrainingSet<'_>,
+    config: &Stage1Config,
+    cache_key: &str,
+    store_dir: &Path,
+    subsets: &[usize],
+    observer: Option<&mut dyn MapObserver>,
+) -> Result<Partition> {
+    let n = check_training_set(train)?;
+    let partition = partition_of(train, config)?;
+    let k = partition.k();
+    if let Some(&subset) = subsets.iter().find(|&&s| s >= k) {
+        return Err(Error::SubsetOutOfRange { subset, k });
+    }
+    let _span = tracing::info_span!("stage1", k, n_samples = n, subsets = ?subsets).entered();
+    let store = ResumeStore::open(store_dir, cache_key, config, train)?;
+    let mut blocks = subsets.to_vec();
+    blocks.sort_unstable();
+    blocks.dedup();
+    submodel_scores(fit, train, config, &partition, &blocks, Some((&store, false)), observer)?;
+    Ok(partition)
+}
+
+/// The partition of `train` that `config` asks for (it depends on ids and groups only).
+fn partition_of(train: &TrainingSet<'_>, config: &Stage1Config) -> Result<Partition> {
+    let samples: Vec<(SampleId, Option<GroupId>)> =
+        train.ids.iter().cloned().zip(train.groups.iter().cloned()).collect();
+    Partition::new(&samples, &config.partition)
+}
+
+/// The scores of the sub-models `blocks`, one column (in the order of `train.ids`) per block:
+/// read from `store` when it has them, otherwise fitted, scored and stored there; with the
+/// store's flag `complete`, a missing sub-model is an error instead of a fit.
+fn submodel_scores<F: Fit>(
+    fit: &F,
+    train: &TrainingSet<'_>,
+    config: &Stage1Config,
+    partition: &Partition,
+    blocks: &[usize],
+    store: Option<(&ResumeStore, bool)>,
+    mut observer: Option<&mut dyn MapObserver>,
+) -> Result<Vec<Vec<f32>>> {
     let row_of: std::collections::BTreeMap<&SampleId, usize> =
         train.ids.iter().enumerate().map(|(i, id)| (id, i)).collect();
-    let mut columns: Vec<Vec<f32>> = Vec::with_capacity(k);
-    for (block, members) in partition.blocks().iter().enumerate() {
+    let mut columns: Vec<Vec<f32>> = Vec::with_capacity(blocks.len());
+    for &block in blocks {
+        let members = &partition.blocks()[block];
         let _span = tracing::info_span!("submodel", block, n_fit = members.len()).entered();
-        if let Some(scores) = store.as_ref().map(|s| s.load(block)).transpose()?.flatten() {
+        let found = match store {
+            Some((store, true)) => Some(store.read(block)?.ok_or_else(|| {
+                Error::MissingSubmodel { subset: block, k: partition.k(), dir: store.dir().into() }
+            })?),
+            Some((store, false)) => store.load(block)?,
+            None => None,
+        };
+        if let Some(scores) = found {
             tracing::info!(block, "reusing cached sub-model scores");
-            if let (Some(observer), Some(store)) = (observer.as_deref_mut(), &store) {
+            if let (Some(observer), Some((store, _))) = (observer.as_deref_mut(), store) {
                 observer.resume_block(block, store.load_maps(block)?);
             }
             columns.push(scores);
@@ -155,7 +288,7 @@ pub fn run_stage1_observed<F: Fit>(
         };
         let scores = score_all(&model, train, config, block, &mut visit)?;
         let saved_maps = observer.as_deref_mut().and_then(|o| o.finish_block(block));
-        if let Some(store) = &store {
+        if let Some((store, _)) = store {
             if let Some(bytes) = &saved_maps {
                 store.save_maps(block, bytes)?;
             }
@@ -163,28 +296,7 @@ pub fn run_stage1_observed<F: Fit>(
         }
         columns.push(scores);
     }
-    let block_of = partition.block_of();
-    let models: Vec<String> = (0..k).map(|j| format!("submodel-{j}")).collect();
-    let rows = train
-        .ids
-        .iter()
-        .enumerate()
-        .map(|(i, id)| {
-            let cells = (0..k)
-                .map(|j| {
-                    let score = columns[j][i];
-                    if block_of[id] == j {
-                        ScoreCell::in_subset(score)
-                    } else {
-                        ScoreCell::out_of_subset(score)
-                    }
-                })
-                .collect();
-            (id.clone(), cells)
-        })
-        .collect();
-    let table = ScoreTable::new(models, rows)?;
-    Ok(Stage1Output { partition, table })
+    Ok(columns)
 }
 
 fn check_training_set(train: &TrainingSet<'_>) -> Result<usize> {

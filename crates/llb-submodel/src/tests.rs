@@ -1,8 +1,8 @@
 //! Stage-1 tests with a toy detector: distance of each patch to the mean training patch.
 
 use crate::{
-    MapObserver, PartitionConfig, PartitionMode, Stage1Config, TrainingSet, run_stage1,
-    run_stage1_observed,
+    Error, MapObserver, PartitionConfig, PartitionMode, Stage1Config, Stage1Store, TrainingSet,
+    fit_submodels, run_stage1, run_stage1_observed, run_stage1_stored,
 };
 use candle_core::{Device, Tensor};
 use llb_detect::{Detector, Fit, ImageScoreRule};
@@ -132,6 +132,62 @@ fn a_resumed_run_reuses_scores_and_gives_the_same_table() {
     let fourth = MeanPatch { fits: AtomicUsize::new(0) };
     run_stage1(&fourth, &train, &config(3), "toy", Some(dir.path())).unwrap();
     assert_eq!(fourth.fits.load(Ordering::SeqCst), 3, "other pixels, same names: recomputed");
+}
+
+/// Stage 1 split across jobs: K calls of `fit_submodels`, one subset each (in any order), then
+/// a complete store gives the table of one uninterrupted run and fits nothing; a store lacking
+/// a sub-model, or one keyed for other images, names the missing subset; a subset ≥ K is refused
+/// before anything is fitted.
+#[test]
+fn submodels_fitted_one_per_job_assemble_to_the_uninterrupted_table() {
+    let (ids, groups, layer) = training_set(15);
+    let content = contents(15);
+    let layers = [layer];
+    let train = TrainingSet {
+        ids: &ids,
+        content_sha256: &content,
+        groups: &groups,
+        fit_mask: None,
+        layers: &layers,
+        image_size_px: (3, 3),
+    };
+    let fit = MeanPatch { fits: AtomicUsize::new(0) };
+    let alone = run_stage1(&fit, &train, &config(3), "toy", None).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let complete = Stage1Store::Complete(dir.path());
+    let missing = |err: Error| match err {
+        Error::MissingSubmodel { subset, k: 3, .. } => subset,
+        other => panic!("expected a missing sub-model, got {other}"),
+    };
+    for (done, subset) in [2, 0, 1].into_iter().enumerate() {
+        let err = run_stage1_stored(&fit, &train, &config(3), "toy", complete, None).unwrap_err();
+        assert_eq!(missing(err), [0, 0, 1][done], "the first sub-model not yet fitted");
+        let job = MeanPatch { fits: AtomicUsize::new(0) };
+        let partition =
+            fit_submodels(&job, &train, &config(3), "toy", dir.path(), &[subset], None).unwrap();
+        assert_eq!((partition.k(), job.fits.load(Ordering::SeqCst)), (3, 1), "one sub-model");
+    }
+    let assembler = MeanPatch { fits: AtomicUsize::new(0) };
+    let assembled =
+        run_stage1_stored(&assembler, &train, &config(3), "toy", complete, None).unwrap();
+    assert_eq!(assembler.fits.load(Ordering::SeqCst), 0, "a complete store fits nothing");
+    assert_eq!(assembled.table, alone.table);
+    assert_eq!(assembled.partition, alone.partition);
+    // Other settings or other pixels under the same ids find nothing in the folder.
+    let err = run_stage1_stored(&fit, &train, &config(3), "other", complete, None).unwrap_err();
+    assert_eq!(missing(err), 0);
+    let mut other_content = content.clone();
+    other_content[4] = "another-image".into();
+    let other = TrainingSet { content_sha256: &other_content, ..train };
+    let err = run_stage1_stored(&fit, &other, &config(3), "toy", complete, None).unwrap_err();
+    assert!(err.to_string().contains("sub-model 0 of 3"), "{err}");
+    assert!(err.blames_input());
+    // Subset K is out of range and fits nothing.
+    let job = MeanPatch { fits: AtomicUsize::new(0) };
+    let err = fit_submodels(&job, &train, &config(3), "toy", dir.path(), &[3], None).unwrap_err();
+    assert!(matches!(err, Error::SubsetOutOfRange { subset: 3, k: 3 }), "{err}");
+    assert!(err.to_string().contains("numbered 0 to 2") && err.blames_input(), "{err}");
+    assert_eq!(job.fits.load(Ordering::SeqCst), 0);
 }
 
 #[test]

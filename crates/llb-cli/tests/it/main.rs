@@ -30,6 +30,10 @@ mod order;
 // `--shard I/N` and `--merge`: shards at once on one cache, merged into what one process writes.
 mod shard;
 
+// `llb fit --stage1-only --subset k` per job, then `--from-stage1`: the plain fit's model folder;
+// two processes at once on one cache store each feature entry and sub-model once.
+mod stage1_split;
+
 // `--device`: cpu works, malformed values and CUDA in a CPU-only build are input errors.
 mod device;
 

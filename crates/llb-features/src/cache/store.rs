@@ -187,7 +187,10 @@ impl FeatureCache {
             .map(|(i, t)| Ok((format!("layer.{i}"), t.dims().to_vec(), f32_le_bytes(t)?)))
             .collect::<Result<Vec<_>>>()?;
         let bytes = safetensors_bytes(&tensors, Self::metadata(key, item, layers.len()), &path)?;
-        write_atomic(&path, &bytes)
+        write_atomic(&path, &bytes)?;
+        // Tests that run processes side by side count these lines: one per entry.
+        tracing::debug!(path = %path.display(), sample_id = %item.sample_id, "stored feature entry");
+        Ok(())
     }
 
     /// Returns the features of `items`, reading cached entries and calling `compute` once with
