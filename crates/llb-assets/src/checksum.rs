@@ -1,23 +1,13 @@
-//! SHA-256 hashing and atomic writes (temporary file in the destination folder, then rename).
+//! Atomic writes that hash what they write (through `llb_types::atomic` and
+//! `llb_types::sha256`), and the `.sha256` sidecars of hub files.
 
 use std::fs;
 use std::io::{self, Read};
 use std::path::Path;
 
-use sha2::{Digest, Sha256};
+use llb_types::sha256::HashingReader;
 
 use crate::error::{Error, Result};
-
-/// Returns the SHA-256 of a file as 64 lower-case hex digits.
-///
-/// # Errors
-/// [`Error::Io`] naming `path` when it cannot be read.
-pub fn sha256_file(path: &Path) -> Result<String> {
-    let file = fs::File::open(path).map_err(Error::io(path))?;
-    let mut hashing = HashingReader::new(file);
-    io::copy(&mut hashing, &mut io::sink()).map_err(Error::io(path))?;
-    Ok(hashing.hex_digest())
-}
 
 /// Writes `bytes` to `path` atomically with the workspace's one writer
 /// ([`llb_types::atomic::write`]: a uniquely named temporary file in the same folder, synced,
@@ -87,30 +77,6 @@ pub(crate) fn is_sha256_hex(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
 }
 
-/// A reader that hashes everything read through it.
-struct HashingReader<R> {
-    inner: R,
-    hasher: Sha256,
-}
-
-impl<R: Read> HashingReader<R> {
-    fn new(inner: R) -> Self {
-        Self { inner, hasher: Sha256::new() }
-    }
-
-    fn hex_digest(self) -> String {
-        self.hasher.finalize().iter().map(|b| format!("{b:02x}")).collect()
-    }
-}
-
-impl<R: Read> Read for HashingReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -147,7 +113,7 @@ mod tests {
         let path = dir.path().join("a/b/abc.txt");
         let sum = write_atomic(&path, b"abc").unwrap();
         assert_eq!(sum, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
-        assert_eq!(sha256_file(&path).unwrap(), sum);
+        assert_eq!(llb_types::sha256::sha256_file(&path).unwrap(), sum);
         #[cfg(unix)]
         {
             // Same mode as a file made by `fs::write` (0o666 less the umask), not tempfile's 0o600.
@@ -184,14 +150,6 @@ mod tests {
             write_atomic_checked(&path, &mut &b"xyz"[..], |_| Err(Error::NoCacheRoot)).unwrap_err();
         assert!(matches!(err, Error::NoCacheRoot));
         assert!(entries(dir.path()).is_empty());
-    }
-
-    #[test]
-    fn missing_file_error_names_the_path() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("nope");
-        let err = sha256_file(&path).unwrap_err();
-        assert!(err.to_string().contains("nope"), "{err}");
     }
 
     #[test]

@@ -46,7 +46,7 @@ pub use catalog::{
     FASHION_MNIST, FASHION_MNIST_ASSETS, MVTB_DATA_VERSION, MVTB_PHOTO_ASSETS, MVTB_PHOTOS,
     SCIKIT_IMAGE_VERSION, TEXTURE_ASSETS, TEXTURES,
 };
-pub use checksum::{sha256_file, write_atomic};
+pub use checksum::write_atomic;
 pub use client::{Fetcher, PIP_WHEEL_TARGET, RegistryClient};
 pub use error::{Error, Result};
 pub use hub::hub_cache_from_env;

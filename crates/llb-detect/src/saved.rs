@@ -14,7 +14,7 @@ use crate::softpatch::{SoftPatch, SoftPatchConfig};
 use crate::{Detector, Error, ImageScoreRule, Result};
 use candle_core::{DType, Device, Tensor};
 use llb_features::InputSpec;
-use sha2::{Digest, Sha256};
+use llb_types::sha256::sha256_hex;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -267,11 +267,6 @@ pub fn load_detector(dir: &Path, device: &Device) -> Result<(Box<dyn Detector>, 
             Ok((Box::new(model), card))
         }
     }
-}
-
-/// Lower-case hex SHA-256 of `bytes`.
-fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Writes `bytes` to `path` with the workspace's atomic writer (unique temporary file, fsync,

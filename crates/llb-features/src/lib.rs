@@ -27,7 +27,7 @@ mod vit;
 mod wideresnet;
 
 pub use aggregate::{LocalPooling, PatchAggregator, PatchAggregatorConfig};
-pub use cache::{CacheItem, CachedFeatures, FeatureCache, FeatureKey, sha256_hex};
+pub use cache::{CacheItem, CachedFeatures, FeatureCache, FeatureKey};
 pub use convert::{
     ConversionReport, OnnxGraph, OnnxNode, OnnxTensor, PthContents, PthFormat, PthReport,
     RawTensor, convert_onnx_dinov2, convert_pth, read_pth,
@@ -38,6 +38,8 @@ pub use efficientnet::{
 };
 pub use encoder::{Encoder, InputSpec};
 pub use error::{Error, Result};
+/// The workspace's one SHA-256 (`llb_types::sha256`), re-exported for callers of this crate.
+pub use llb_types::sha256::sha256_hex;
 pub use vit::{
     Dinov2Config, Dinov2Encoder, PosInterpolation, ViT, ViTConfig, ViTWeights, gelu_erf,
     softmax_last_dim,

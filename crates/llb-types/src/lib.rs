@@ -10,6 +10,8 @@
 //! name, `fsync`, rename, folder `fsync`), and [`FileLock`] the advisory lock between processes
 //! that could write the same cache entry.
 //!
+//! With feature `sha256`, `sha256` is the one SHA-256 (as hex) the workspace hashes content with.
+//!
 //! With feature `fuzz` (tests only), `fuzz` holds the stable-Rust fuzzing harness every parser
 //! of outside bytes is tested with: seeded mutants of real files, panics counted, peak memory
 //! measured.
@@ -22,6 +24,8 @@ pub mod atomic;
 pub mod fuzz;
 mod id;
 mod lock;
+#[cfg(feature = "sha256")]
+pub mod sha256;
 
 pub use id::{GroupId, Label, SampleId};
 pub use lock::FileLock;

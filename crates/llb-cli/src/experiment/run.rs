@@ -302,7 +302,7 @@ impl Cell<'_> {
             "pixel_eval_px": self.manifest.pixel_eval_px,
             "settings": settings,
         });
-        Ok(llb_features::sha256_hex(serde_json::to_string(&description)?.as_bytes()))
+        Ok(llb_types::sha256::sha256_hex(serde_json::to_string(&description)?.as_bytes()))
     }
 }
 

@@ -1,14 +1,8 @@
-//! Atomic file writes (through `llb_types::atomic`), SHA-256, and serialisation of f32 tensors to
+//! Atomic file writes (through `llb_types::atomic`) and serialisation of f32 tensors to
 //! safetensors bytes.
 
 use crate::{Error, Result};
-use sha2::{Digest, Sha256};
 use std::path::Path;
-
-/// Lower-case hex SHA-256 of `bytes`.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
-}
 
 /// Writes `bytes` to `path` through the workspace's one atomic writer
 /// ([`llb_types::atomic::write`]): readers see the old file, no file, or the whole new file.
@@ -112,14 +106,6 @@ pub(crate) fn f32_le_bytes(t: &candle_core::Tensor) -> Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sha256_of_abc_is_the_fips_vector() {
-        assert_eq!(
-            sha256_hex(b"abc"),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
-    }
 
     #[test]
     fn write_atomic_replaces_and_leaves_no_temporary() {

@@ -3,6 +3,5 @@
 mod atomic;
 mod store;
 
-pub use atomic::sha256_hex;
 pub(crate) use atomic::{safetensors_bytes, write_atomic};
 pub use store::{CacheItem, CachedFeatures, FeatureCache, FeatureKey};

@@ -11,9 +11,10 @@
 //! [`FeatureCache::lock_entries`] lets a process that is about to compute entries hold off the
 //! others (which then reuse its entries instead of computing them again).
 
-use super::atomic::{f32_le_bytes, safetensors_bytes, sha256_hex, write_atomic};
+use super::atomic::{f32_le_bytes, safetensors_bytes, write_atomic};
 use crate::{Error, Result};
 use candle_core::{Device, Tensor};
+use llb_types::sha256::sha256_hex;
 use llb_types::{FileLock, SampleId};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

@@ -11,9 +11,10 @@
 //! concatenated back. The saliency decoder (`decoder.*`) is ignored.
 
 use super::onnx_proto::{OnnxGraph, OnnxTensor};
-use crate::cache::{safetensors_bytes, sha256_hex, write_atomic};
+use crate::cache::{safetensors_bytes, write_atomic};
 use crate::vit::ViTConfig;
 use crate::{Error, Result};
+use llb_types::sha256::sha256_hex;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
