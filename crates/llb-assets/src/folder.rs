@@ -118,7 +118,7 @@ pub(crate) fn fetch(fetcher: &dyn Fetcher, folder: &FolderAsset, dest: &Path) ->
     let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let staging = tempfile::Builder::new()
         .prefix(&format!(".{name}."))
-        .suffix(".tmp")
+        .suffix(llb_types::atomic::TEMP_SUFFIX)
         .tempdir_in(parent)
         .map_err(Error::io(parent))?;
     let listing = unpack_prefix(folder, &wheel, staging.path())?;

@@ -265,7 +265,7 @@ pub(crate) fn write_screening(
         csv.write_record([id.as_str(), &path, &score.to_string(), verdict, decision])?;
     }
     let csv = csv.into_inner().map_err(|e| anyhow::anyhow!("writing purification.csv: {e}"))?;
-    llb_assets::write_atomic(&out.join("purification.csv"), &csv)?;
+    llb_types::atomic::write(&out.join("purification.csv"), &csv)?;
     let labels: BTreeMap<_, Label> =
         dataset.train.iter().filter_map(|s| s.label.map(|l| (s.id.clone(), l))).collect();
     let labelled = !labels.is_empty() && labels.len() == dataset.train.len();

@@ -269,13 +269,6 @@ pub fn load_detector(dir: &Path, device: &Device) -> Result<(Box<dyn Detector>, 
     }
 }
 
-/// Writes `bytes` to `path` with the workspace's atomic writer (unique temporary file, fsync,
-/// rename).
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    llb_types::atomic::write(path, bytes)
-        .map_err(|source| Error::Io { path: path.to_path_buf(), source })
-}
-
 /// Writes the tensors, then the JSON file; returns the tensors' SHA-256.
 fn write(
     dir: &Path,
@@ -293,7 +286,8 @@ fn write(
         safetensors::serialize(cpu.iter().map(|(k, t)| (k.as_str(), t)), None).map_err(|e| {
             Error::BadModel { path: tensors_path.clone(), reason: format!("cannot serialise: {e}") }
         })?;
-    write_atomic(&tensors_path, &bytes)?;
+    llb_types::atomic::write(&tensors_path, &bytes)
+        .map_err(|source| Error::Io { path: tensors_path.clone(), source })?;
     let tensors_sha256 = sha256_hex(&bytes);
     let saved = SavedModel {
         format_version: FORMAT_VERSION,
@@ -304,7 +298,8 @@ fn write(
     let json_path = dir.join(MODEL_CARD_FILE);
     let json = serde_json::to_vec_pretty(&saved)
         .map_err(|source| Error::Json { path: json_path.clone(), source })?;
-    write_atomic(&json_path, &json)?;
+    llb_types::atomic::write(&json_path, &json)
+        .map_err(|source| Error::Io { path: json_path.clone(), source })?;
     tracing::info!(dir = %dir.display(), "saved model");
     Ok(tensors_sha256)
 }

@@ -11,7 +11,7 @@
 //! [`FeatureCache::lock_entries`] lets a process that is about to compute entries hold off the
 //! others (which then reuse its entries instead of computing them again).
 
-use super::atomic::{f32_le_bytes, safetensors_bytes, write_atomic};
+use super::tensor_bytes::{f32_le_bytes, safetensors_bytes};
 use crate::{Error, Result};
 use candle_core::{Device, Tensor};
 use llb_types::sha256::sha256_hex;
@@ -188,7 +188,7 @@ impl FeatureCache {
             .map(|(i, t)| Ok((format!("layer.{i}"), t.dims().to_vec(), f32_le_bytes(t)?)))
             .collect::<Result<Vec<_>>>()?;
         let bytes = safetensors_bytes(&tensors, Self::metadata(key, item, layers.len()), &path)?;
-        write_atomic(&path, &bytes)
+        llb_types::atomic::write(&path, &bytes).map_err(|e| Error::io(&path, e))
     }
 
     /// Returns the features of `items`, reading cached entries and calling `compute` once with
