@@ -13,7 +13,7 @@ use crate::patchcore::{PatchCore, PatchCoreConfig, load_provenance, save_provena
 use crate::softpatch::{SoftPatch, SoftPatchConfig};
 use crate::{Detector, Error, ImageScoreRule, Result};
 use candle_core::{DType, Device, Tensor};
-use llb_features::InputSpec;
+use llb_types::InputSpec;
 use llb_types::sha256::sha256_hex;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -30,7 +30,7 @@ pub const FORMAT_VERSION: u32 = 1;
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelCard {
-    /// The encoder's [`Encoder::name`](llb_features::Encoder::name), e.g.
+    /// The encoder's name (llb-features' `Encoder::name`), e.g.
     /// `dinov2-vits14[2,3,4,5,6,7,8,9]`.
     pub encoder: String,
     /// Lower-case hex SHA-256 of the encoder's weights file.

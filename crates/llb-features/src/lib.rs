@@ -36,8 +36,10 @@ pub use efficientnet::{
     EfficientNetLite, EfficientNetLiteConfig, EfficientNetLiteEncoder,
     EfficientNetLiteEncoderConfig, MbConvSpec,
 };
-pub use encoder::{Encoder, InputSpec};
+pub use encoder::Encoder;
 pub use error::{Error, Result};
+/// Defined in llb-types (the data crate prepares images by it); re-exported for compatibility.
+pub use llb_types::InputSpec;
 /// The workspace's one SHA-256 (`llb_types::sha256`), re-exported for callers of this crate.
 pub use llb_types::sha256::sha256_hex;
 pub use vit::{
