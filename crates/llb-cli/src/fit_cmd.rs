@@ -9,7 +9,7 @@ use crate::run_context::RunContext;
 use candle_core::Device;
 use llb_pipeline::{
     DecisionsRecord, FORMAT, FitSettings, ModelCard, OnBadImage, OutputFolder, Screening,
-    ScreeningQuality, calibrate_threshold, fit_final, groups_of, screen_observed,
+    calibrate_threshold, fit_final, groups_of, screen_observed, screening_quality,
     training_ids_sha256, write_json,
 };
 use llb_data::Dataset;
@@ -274,7 +274,7 @@ pub(crate) fn write_screening(
     crate::plot::histogram_png(&out.join("fused_scores.png"), &histogram, "fused stage-1 scores")?;
     if labelled {
         let report = PurityReport::new(selection, &labels)?;
-        let quality = ScreeningQuality::of(&screening.purification.fused, &labels)?;
+        let quality = screening_quality(&screening.purification.fused, &labels)?;
         let json = serde_json::json!({"purity": report, "screening": quality});
         write_json(&out.join("purity.json"), &json)?;
     }
