@@ -2,7 +2,7 @@
 //! against the recorded listing sum, and only then renamed into place.
 
 use std::fs::{self, File};
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use llb_types::sha256::{HashingReader, Sha256Hasher, sha256_file};
