@@ -15,6 +15,7 @@
 //! (`llb fetch`: DINOv2-S weights and texture photos in `$LLB_CACHE`, default `~/.cache/llb`).
 
 use anyhow::{Context, bail, ensure};
+use llb_results::ResultRow;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use xshell::{Shell, cmd};
@@ -187,7 +188,13 @@ impl RowPair {
     }
 }
 
-const METRICS: [&str; 4] = ["i_auroc", "i_ap", "p_auroc", "p_aupro"];
+/// The compared metrics: their names in the result rows, and how to read them.
+const METRICS: [(&str, fn(&ResultRow) -> Option<f64>); 4] = [
+    ("i_auroc", |r| Some(r.i_auroc)),
+    ("i_ap", |r| Some(r.i_ap)),
+    ("p_auroc", |r| r.p_auroc),
+    ("p_aupro", |r| r.p_aupro),
+];
 
 /// Runs the tiny experiment on the CPU and on `device`, each in a scratch cache that shares the
 /// fetched assets but computes its own features, and pairs up the result rows.
@@ -229,26 +236,24 @@ fn tiny_experiment(sh: &Shell, llb: &Path, device: &str) -> anyhow::Result<Vec<R
         .run()
         .with_context(|| format!("llb experiment on {dev}"))?;
         let text = std::fs::read_to_string(out.join("gpu-check.json"))?;
-        let value: Value = serde_json::from_str(&text)?;
-        results.push(value["rows"].as_array().cloned().context("no rows in the results")?);
+        let file: llb_results::Results<Value> =
+            serde_json::from_str(&text).with_context(|| format!("parsing the results of {dev}"))?;
+        results.push(file.rows);
     }
     let (cpu, gpu) = (&results[0], &results[1]);
     ensure!(cpu.len() == gpu.len(), "{} rows on the CPU, {} on {device}", cpu.len(), gpu.len());
-    let num = |row: &Value, key: &str| row[key].as_f64().unwrap_or(f64::NAN);
-    let count = |row: &Value, key: &str| row[key].as_u64().unwrap_or(u64::MAX);
     Ok(cpu
         .iter()
         .zip(gpu)
         .map(|(a, b)| RowPair {
-            method: a["method"].as_str().unwrap_or("?").to_owned(),
-            n_kept: (count(a, "n_kept"), count(b, "n_kept")),
-            n_kept_anomalous: (count(a, "n_kept_anomalous"), count(b, "n_kept_anomalous")),
+            method: a.method.clone(),
+            n_kept: (a.n_kept as u64, b.n_kept as u64),
+            n_kept_anomalous: (a.n_kept_anomalous as u64, b.n_kept_anomalous as u64),
             metrics: METRICS
                 .iter()
-                .filter(|m| !a[**m].is_null())
-                .map(|m| (*m, num(a, m), num(b, m)))
+                .filter_map(|&(name, get)| Some((name, get(a)?, get(b).unwrap_or(f64::NAN))))
                 .collect(),
-            fit_seconds: (num(a, "fit_seconds"), num(b, "fit_seconds")),
+            fit_seconds: (a.fit_seconds, b.fit_seconds),
         })
         .collect())
 }

@@ -7,19 +7,35 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Crates allowed to depend on each internal crate or on a heavy or binary-only external crate.
-/// A crate missing from this table may be used by anyone.
+/// A crate missing from this table may be used by anyone. Every internal crate is listed, so a
+/// crate named in no list (llb-metrics) depends on no llb crate.
 const DEPENDENCY_RULES: &[(&str, &[&str])] = &[
-    ("llb-types", &["*"]),
+    (
+        "llb-types",
+        &[
+            "llb-purify",
+            "llb-data",
+            "llb-features",
+            "llb-detect",
+            "llb-submodel",
+            "llb-assets",
+            "llb-results",
+            "llb-pipeline",
+            "llb-cli",
+            "xtask",
+        ],
+    ),
     ("llb-metrics", &["llb-pipeline", "llb-cli", "xtask"]),
-    ("llb-purify", &["llb-submodel", "llb-pipeline", "llb-cli", "xtask"]),
+    ("llb-purify", &["llb-submodel", "llb-results", "llb-pipeline", "llb-cli", "xtask"]),
     ("llb-data", &["llb-pipeline", "llb-cli", "xtask"]),
-    ("llb-features", &["llb-detect", "llb-submodel", "llb-pipeline", "llb-cli", "xtask"]),
+    ("llb-features", &["llb-pipeline", "llb-cli", "xtask"]),
     ("llb-detect", &["llb-submodel", "llb-pipeline", "llb-cli", "xtask"]),
     ("llb-submodel", &["llb-pipeline", "llb-cli", "xtask"]),
+    ("llb-results", &["llb-pipeline", "llb-cli", "xtask"]),
     ("llb-pipeline", &["llb-cli", "xtask"]),
     ("llb-assets", &["llb-cli", "xtask"]),
     ("candle-core", &["llb-features", "llb-detect", "llb-submodel", "llb-pipeline", "llb-cli"]),
-    ("candle-nn", &["llb-features", "llb-detect", "llb-submodel", "llb-cli"]),
+    ("candle-nn", &["llb-features", "llb-detect", "llb-submodel", "llb-pipeline", "llb-cli"]),
     ("candle-transformers", &["llb-features", "llb-detect"]),
     ("polars", &["xtask"]),
     ("clap", &["llb-cli", "xtask"]),
@@ -52,6 +68,18 @@ const LICENSE_ALLOW_LIST: &[&str] = &[
 
 const MAX_FILE_BYTES: u64 = 1 << 20;
 
+/// The style guide, whose `unsafe_code` rule names the only files that may use `unsafe`.
+const STYLE_GUIDE: &str = "docs/style.md";
+
+/// Files that use `unsafe` for a reason the style guide's categories do not cover, each with
+/// that reason: known exceptions awaiting a decision (extend the guide, or remove the `unsafe`),
+/// kept visible here rather than silently allowed. A listed file that no longer uses `unsafe` is
+/// itself a problem, so the list cannot go stale.
+const UNSAFE_PENDING: &[(&str, &str)] = &[(
+    "crates/llb-types/src/fuzz.rs",
+    "the fuzz harness's counting global allocator (`unsafe impl GlobalAlloc`, tests only)",
+)];
+
 /// Runs every tidy check and reports all violations at once.
 pub(crate) fn run(root: &Path) -> anyhow::Result<()> {
     let mut problems = Vec::new();
@@ -60,6 +88,7 @@ pub(crate) fn run(root: &Path) -> anyhow::Result<()> {
     check_manifests(root, &mut problems)?;
     check_licenses(root, &mut problems)?;
     check_golden_rules(root, &mut problems)?;
+    check_unsafe(root, &files, &mut problems)?;
     if problems.is_empty() {
         return Ok(());
     }
@@ -160,13 +189,11 @@ fn check_manifests(root: &Path, problems: &mut Vec<String>) -> anyhow::Result<()
                     "{krate}: dependency `{dep}` must be declared `{dep}.workspace = true`"
                 ));
             }
-            let Some((_, allowed)) = DEPENDENCY_RULES.iter().find(|(name, _)| *name == dep) else {
-                continue;
-            };
-            if !allowed.contains(&"*") && !allowed.contains(&krate.as_str()) {
+            if !dependency_allowed(&krate, &dep) {
+                let rule = DEPENDENCY_RULES.iter().find(|(name, _)| *name == dep);
+                let allowed = rule.map(|(_, allowed)| allowed.join(", ")).unwrap_or_default();
                 problems.push(format!(
-                    "{krate}: may not depend on `{dep}` (allowed: {}); see ARCHITECTURE.md",
-                    allowed.join(", ")
+                    "{krate}: may not depend on `{dep}` (allowed: {allowed}); see ARCHITECTURE.md"
                 ));
             }
         }
@@ -204,6 +231,160 @@ fn check_licenses(root: &Path, problems: &mut Vec<String>) -> anyhow::Result<()>
             Some(expr) => problems
                 .push(format!("dependency {name}: licence `{expr}` is not on the allow-list")),
             None => problems.push(format!("dependency {name}: no licence declared")),
+        }
+    }
+    Ok(())
+}
+
+/// `true` when the table lets `krate` depend on `dep`.
+fn dependency_allowed(krate: &str, dep: &str) -> bool {
+    DEPENDENCY_RULES
+        .iter()
+        .find(|(name, _)| *name == dep)
+        .is_none_or(|(_, allowed)| allowed.contains(&"*") || allowed.contains(&krate))
+}
+
+/// The files the style guide allows `unsafe` in: the backticked `.rs` paths of its `unsafe_code`
+/// line, braces expanded (`vit/{matmul,kernels}.rs`), relative to `crates/`.
+fn unsafe_allow_list(style: &str) -> anyhow::Result<Vec<String>> {
+    let line = style
+        .lines()
+        .find(|l| l.contains("`unsafe_code` is deny"))
+        .context("the style guide has no `unsafe_code` rule")?;
+    let mut files = Vec::new();
+    for span in line.split('`').skip(1).step_by(2).filter(|s| s.ends_with(".rs")) {
+        match (span.find('{'), span.find('}')) {
+            (Some(open), Some(close)) if open < close => {
+                for alternative in span[open + 1..close].split(',') {
+                    let (head, tail) = (&span[..open], &span[close + 1..]);
+                    files.push(format!("crates/{head}{}{tail}", alternative.trim()));
+                }
+            }
+            _ => files.push(format!("crates/{span}")),
+        }
+    }
+    Ok(files)
+}
+
+/// Line numbers (1-based) of `unsafe` blocks, functions, impls, traits and extern blocks, and of
+/// `allow(unsafe_code)` / `expect(unsafe_code)` attributes, outside comments and string literals.
+fn unsafe_lines(source: &str) -> Vec<usize> {
+    let tokens = tokens(source);
+    let mut lines = Vec::new();
+    for (i, (token, line)) in tokens.iter().enumerate() {
+        let next = tokens.get(i + 1).map_or("", |(t, _)| t.as_str());
+        let before = |k: usize| i.checked_sub(k).map_or("", |j| tokens[j].0.as_str());
+        let keyword = token == "unsafe" && matches!(next, "{" | "fn" | "impl" | "trait" | "extern");
+        let attribute =
+            token == "unsafe_code" && before(1) == "(" && matches!(before(2), "allow" | "expect");
+        if (keyword || attribute) && lines.last() != Some(line) {
+            lines.push(*line);
+        }
+    }
+    lines
+}
+
+/// Identifiers and single punctuation characters with their line numbers; comments, string
+/// literals (plain and raw) and character literals are skipped.
+fn tokens(source: &str) -> Vec<(String, usize)> {
+    let chars: Vec<char> = source.chars().collect();
+    let (mut out, mut line, mut i) = (Vec::new(), 1, 0);
+    let at = |j: usize| chars.get(j).copied().unwrap_or('\0');
+    while i < chars.len() {
+        let c = chars[i];
+        if c == '\n' {
+            line += 1;
+            i += 1;
+        } else if c == '/' && at(i + 1) == '/' {
+            while i < chars.len() && chars[i] != '\n' {
+                i += 1;
+            }
+        } else if c == '/' && at(i + 1) == '*' {
+            i += 2;
+            while i < chars.len() && !(chars[i] == '*' && at(i + 1) == '/') {
+                line += usize::from(chars[i] == '\n');
+                i += 1;
+            }
+            i += 2;
+        } else if c == 'r' && (at(i + 1) == '"' || (at(i + 1) == '#' && !is_ident(at(i - 1)))) {
+            // A raw string: r"…" or r#"…"# (as many hashes as opened it).
+            let hashes = chars[i + 1..].iter().take_while(|&&h| h == '#').count();
+            if at(i + 1 + hashes) != '"' {
+                out.push(("r".to_owned(), line));
+                i += 1;
+                continue;
+            }
+            i += hashes + 2;
+            let close: String =
+                std::iter::once('"').chain(std::iter::repeat_n('#', hashes)).collect();
+            while i < chars.len() && !chars[i..].starts_with(&close.chars().collect::<Vec<_>>()) {
+                line += usize::from(chars[i] == '\n');
+                i += 1;
+            }
+            i += close.len();
+        } else if c == '"' {
+            i += 1;
+            while i < chars.len() && chars[i] != '"' {
+                line += usize::from(chars[i] == '\n');
+                i += if chars[i] == '\\' { 2 } else { 1 };
+            }
+            i += 1;
+        } else if c == '\'' && (at(i + 2) == '\'' || at(i + 1) == '\\') {
+            // A character literal ('x' or '\n'); a lifetime ('a) is left as punctuation.
+            i += 1;
+            while i < chars.len() && chars[i] != '\'' {
+                i += if chars[i] == '\\' { 2 } else { 1 };
+            }
+            i += 1;
+        } else if is_ident(c) {
+            let start = i;
+            while i < chars.len() && is_ident(chars[i]) {
+                i += 1;
+            }
+            out.push((chars[start..i].iter().collect(), line));
+        } else {
+            if !c.is_whitespace() {
+                out.push((c.to_string(), line));
+            }
+            i += 1;
+        }
+    }
+    out
+}
+
+fn is_ident(c: char) -> bool {
+    c.is_alphanumeric() || c == '_'
+}
+
+/// `unsafe` only in the files the style guide allows it in (and the pending exceptions).
+fn check_unsafe(root: &Path, files: &[PathBuf], problems: &mut Vec<String>) -> anyhow::Result<()> {
+    let style = std::fs::read_to_string(root.join(STYLE_GUIDE))
+        .with_context(|| format!("reading {STYLE_GUIDE}"))?;
+    let allowed = unsafe_allow_list(&style)?;
+    for file in &allowed {
+        if !root.join(file).is_file() {
+            problems
+                .push(format!("{STYLE_GUIDE}: allows `unsafe` in {file}, which does not exist"));
+        }
+    }
+    let mut pending_seen = Vec::new();
+    for path in files.iter().filter(|p| p.extension().is_some_and(|e| e == "rs")) {
+        let rel = path.strip_prefix(root).unwrap_or(path).to_string_lossy().replace('\\', "/");
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {rel}"))?;
+        let lines = unsafe_lines(&text);
+        let Some(first) = lines.first() else { continue };
+        if UNSAFE_PENDING.iter().any(|(p, _)| *p == rel) {
+            pending_seen.push(rel);
+        } else if !allowed.contains(&rel) {
+            problems.push(format!(
+                "{rel}:{first}: `unsafe` outside the files {STYLE_GUIDE} allows it in ({})",
+                allowed.join(", ")
+            ));
+        }
+    }
+    for (file, _) in UNSAFE_PENDING {
+        if !pending_seen.iter().any(|seen| seen == file) {
+            problems.push(format!("{file}: listed in UNSAFE_PENDING but uses no `unsafe`"));
         }
     }
     Ok(())
@@ -266,6 +447,74 @@ mod tests {
     fn base_names_are_parsed() {
         let src = "pub const BASE_NAMES: &'static [&'static str] = &[\n    \"mean\",\n    \"max-var\",\n];";
         assert_eq!(base_names(src), ["mean", "max-var"]);
+    }
+
+    /// The architecture's edges (ARCHITECTURE.md) as the table states them.
+    #[test]
+    fn dependency_rules_state_the_architecture() {
+        let internal = [
+            "llb-types",
+            "llb-metrics",
+            "llb-purify",
+            "llb-data",
+            "llb-features",
+            "llb-detect",
+            "llb-submodel",
+            "llb-results",
+            "llb-pipeline",
+            "llb-assets",
+        ];
+        for dep in internal {
+            assert!(!dependency_allowed("llb-metrics", dep), "llb-metrics on {dep}");
+            let rule = DEPENDENCY_RULES.iter().find(|(name, _)| *name == dep);
+            assert!(rule.is_some(), "{dep} has no rule, so anyone may depend on it");
+        }
+        assert!(!dependency_allowed("llb-detect", "llb-features"));
+        assert!(!dependency_allowed("llb-pipeline", "llb-assets"));
+        for dep in ["llb-types", "llb-purify"] {
+            assert!(dependency_allowed("llb-results", dep), "llb-results on {dep}");
+        }
+        for dep in internal.iter().filter(|d| !matches!(**d, "llb-pipeline" | "llb-assets")) {
+            assert!(dependency_allowed("llb-pipeline", dep), "llb-pipeline on {dep}");
+        }
+        assert!(!dependency_allowed("llb-purify", "llb-data"));
+        assert!(dependency_allowed("anything", "serde"));
+    }
+
+    #[test]
+    fn the_unsafe_allow_list_is_read_from_the_style_guide() {
+        let line = "- `[workspace.lints.rust]`: `unsafe_code` is deny. Allowed for mmap \
+                    (`llb-x/src/a.rs`) and kernels (`llb-y/src/vit/{matmul, kernels}.rs`).";
+        assert_eq!(
+            unsafe_allow_list(&format!("# Style\n{line}\n")).unwrap(),
+            [
+                "crates/llb-x/src/a.rs",
+                "crates/llb-y/src/vit/matmul.rs",
+                "crates/llb-y/src/vit/kernels.rs"
+            ]
+        );
+        assert!(unsafe_allow_list("no rule here").is_err());
+        let real = std::fs::read_to_string(crate::project_root().join(STYLE_GUIDE)).unwrap();
+        assert!(
+            unsafe_allow_list(&real)
+                .unwrap()
+                .contains(&"crates/llb-features/src/vit/matmul.rs".to_owned())
+        );
+    }
+
+    fn check_unsafe_lines(source: &str, expected: &[usize]) {
+        assert_eq!(unsafe_lines(source), expected, "{source}");
+    }
+
+    #[test]
+    fn unsafe_uses_are_found_outside_comments_and_strings() {
+        check_unsafe_lines("fn f() {\n    unsafe { g() }\n}\n", &[2]);
+        check_unsafe_lines("unsafe impl Send for X {}\nunsafe fn h() {}\n", &[1, 2]);
+        check_unsafe_lines("#[allow(unsafe_code, reason = \"x\")]\nfn f() {}\n", &[1]);
+        check_unsafe_lines("let s = \"unsafe { }\";\n// unsafe { }\n/* unsafe fn */\n", &[]);
+        check_unsafe_lines("let s = r#\"unsafe {\"#;\nlet c = '\"';\nunsafe {}\n", &[3]);
+        check_unsafe_lines("let csp = \"style-src 'unsafe-inline'\";\nfn unsafe_name() {}\n", &[]);
+        check_unsafe_lines("#![deny(unsafe_code)]\nfn f<'a>(x: &'a u8) {}\n", &[]);
     }
 
     #[test]

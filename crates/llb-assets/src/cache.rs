@@ -7,14 +7,13 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::asset::{Asset, Bundle, FolderAsset, Package, Source};
-use crate::checksum::{
-    read_sidecar, sha256_file, sidecar_path, write_atomic, write_atomic_checked,
-};
+use crate::checksum::{read_sidecar, sidecar_path, write_verified};
 use crate::client::{Fetcher, RegistryClient};
 use crate::error::{Error, Result};
 use crate::folder;
 use crate::hub;
 use crate::unpack::{self, Wanted};
+use llb_types::sha256::sha256_file;
 
 /// How hub assets are looked for. Registry assets ignore these options.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -216,7 +215,7 @@ impl AssetCache {
         let Some(expected) = self.expected_sum(asset, &path)? else {
             return Ok(CacheState::Unrecorded);
         };
-        let actual = sha256_file(&path)?;
+        let actual = sha256_file(&path).map_err(Error::io(&path))?;
         Ok(if actual == expected {
             CacheState::Valid { sha256: actual }
         } else {
@@ -231,7 +230,7 @@ impl AssetCache {
     /// [`Error::Io`] when the file cannot be read or the sidecar written.
     pub fn record_sha256(&self, asset: &Asset) -> Result<String> {
         let path = self.path_of(asset);
-        let sum = sha256_file(&path)?;
+        let sum = sha256_file(&path).map_err(Error::io(&path))?;
         write_sidecar(&path, &sum)?;
         Ok(sum)
     }
@@ -362,7 +361,7 @@ impl AssetCache {
             None => return Err(missing(hub_cache.display().to_string())),
         };
         let mut reader = File::open(&source).map_err(Error::io(&source))?;
-        let sum = write_atomic_checked(dest, &mut reader, |actual| match asset.sha256 {
+        let sum = write_verified(dest, &mut reader, |actual| match asset.sha256 {
             Some(expected) if expected != actual => Err(Error::ChecksumMismatch {
                 asset: asset.id.to_owned(),
                 origin: format!("{repo}/{file} at {}", source.display()),
@@ -382,5 +381,7 @@ impl AssetCache {
 /// Writes `<path>.sha256` in `sha256sum` format.
 fn write_sidecar(path: &Path, sum: &str) -> Result<()> {
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    write_atomic(&sidecar_path(path), format!("{sum}  {name}\n").as_bytes()).map(drop)
+    let sidecar = sidecar_path(path);
+    llb_types::atomic::write(&sidecar, format!("{sum}  {name}\n").as_bytes())
+        .map_err(Error::io(&sidecar))
 }

@@ -1,41 +1,21 @@
-//! SHA-256 hashing and atomic writes (temporary file in the destination folder, then rename).
+//! Verified writes: atomic writes that hash what they write (through `llb_types::atomic` and
+//! `llb_types::sha256`), and the `.sha256` sidecars of hub files.
 
 use std::fs;
 use std::io::{self, Read};
 use std::path::Path;
 
-use sha2::{Digest, Sha256};
+use llb_types::sha256::HashingReader;
 
 use crate::error::{Error, Result};
 
-/// Returns the SHA-256 of a file as 64 lower-case hex digits.
+/// Streams `reader` into `path` with the workspace's one atomic writer
+/// ([`llb_types::atomic::write_with`]: a uniquely named temporary file in the same folder, synced,
+/// renamed over `path`, folder synced), hashing on the way, and calls `check` with the SHA-256
+/// before the rename. Missing parent folders are created. Returns the SHA-256.
 ///
-/// # Errors
-/// [`Error::Io`] naming `path` when it cannot be read.
-pub fn sha256_file(path: &Path) -> Result<String> {
-    let file = fs::File::open(path).map_err(Error::io(path))?;
-    let mut hashing = HashingReader::new(file);
-    io::copy(&mut hashing, &mut io::sink()).map_err(Error::io(path))?;
-    Ok(hashing.hex_digest())
-}
-
-/// Writes `bytes` to `path` atomically with the workspace's one writer
-/// ([`llb_types::atomic::write`]: a uniquely named temporary file in the same folder, synced,
-/// renamed over `path`, folder synced). Missing parent folders are created. Returns the SHA-256
-/// of `bytes`.
-///
-/// Readers never see a partial file, and on error no temporary file is left behind.
-///
-/// # Errors
-/// [`Error::Io`] naming the folder or file that failed.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<String> {
-    write_atomic_checked(path, &mut &bytes[..], |_| Ok(()))
-}
-
-/// Streams `reader` into `path` atomically, hashing on the way, and calls `check` with the
-/// SHA-256 before the rename. When `check` or the copy fails, the temporary file is removed and
-/// `path` is left as it was.
-pub(crate) fn write_atomic_checked(
+/// When `check` or the copy fails, the temporary file is removed and `path` is left as it was.
+pub(crate) fn write_verified(
     path: &Path,
     reader: &mut dyn Read,
     check: impl FnOnce(&str) -> Result<()>,
@@ -87,30 +67,6 @@ pub(crate) fn is_sha256_hex(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
 }
 
-/// A reader that hashes everything read through it.
-struct HashingReader<R> {
-    inner: R,
-    hasher: Sha256,
-}
-
-impl<R: Read> HashingReader<R> {
-    fn new(inner: R) -> Self {
-        Self { inner, hasher: Sha256::new() }
-    }
-
-    fn hex_digest(self) -> String {
-        self.hasher.finalize().iter().map(|b| format!("{b:02x}")).collect()
-    }
-}
-
-impl<R: Read> Read for HashingReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -145,9 +101,9 @@ mod tests {
     fn known_digests() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a/b/abc.txt");
-        let sum = write_atomic(&path, b"abc").unwrap();
+        let sum = write_verified(&path, &mut &b"abc"[..], |_| Ok(())).unwrap();
         assert_eq!(sum, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
-        assert_eq!(sha256_file(&path).unwrap(), sum);
+        assert_eq!(llb_types::sha256::sha256_file(&path).unwrap(), sum);
         #[cfg(unix)]
         {
             // Same mode as a file made by `fs::write` (0o666 less the umask), not tempfile's 0o600.
@@ -159,7 +115,7 @@ mod tests {
         }
         let empty = dir.path().join("empty");
         assert_eq!(
-            write_atomic(&empty, b"").unwrap(),
+            write_verified(&empty, &mut &b""[..], |_| Ok(())).unwrap(),
             "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
         );
     }
@@ -168,9 +124,9 @@ mod tests {
     fn failed_copy_leaves_no_temporary_file_and_keeps_the_old_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("data.bin");
-        write_atomic(&path, b"old").unwrap();
-        let err = write_atomic_checked(&path, &mut FailingReader { good: 100_000 }, |_| Ok(()))
-            .unwrap_err();
+        llb_types::atomic::write(&path, b"old").unwrap();
+        let err =
+            write_verified(&path, &mut FailingReader { good: 100_000 }, |_| Ok(())).unwrap_err();
         assert!(matches!(&err, Error::Io { path: p, .. } if p == &path), "{err}");
         assert_eq!(entries(dir.path()), ["data.bin"]);
         assert_eq!(fs::read(&path).unwrap(), b"old");
@@ -180,18 +136,9 @@ mod tests {
     fn failed_check_leaves_no_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("data.bin");
-        let err =
-            write_atomic_checked(&path, &mut &b"xyz"[..], |_| Err(Error::NoCacheRoot)).unwrap_err();
+        let err = write_verified(&path, &mut &b"xyz"[..], |_| Err(Error::NoCacheRoot)).unwrap_err();
         assert!(matches!(err, Error::NoCacheRoot));
         assert!(entries(dir.path()).is_empty());
-    }
-
-    #[test]
-    fn missing_file_error_names_the_path() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("nope");
-        let err = sha256_file(&path).unwrap_err();
-        assert!(err.to_string().contains("nope"), "{err}");
     }
 
     #[test]

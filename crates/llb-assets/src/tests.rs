@@ -37,8 +37,7 @@ impl Fetcher for FakeRegistry {
 }
 
 fn sum(bytes: &[u8]) -> &'static str {
-    let dir = tempfile::tempdir().unwrap();
-    write_atomic(&dir.path().join("x"), bytes).unwrap().leak()
+    llb_types::sha256::sha256_hex(bytes).leak()
 }
 
 fn wheel(members: &[(&str, &[u8])]) -> Vec<u8> {
@@ -230,7 +229,7 @@ fn corrupt_cached_file_is_fetched_again() {
     let dir = tempfile::tempdir().unwrap();
     let cache = AssetCache::new(dir.path()).with_fetcher(registry.clone());
     let asset = pypi("demo/a", "demo/a.bin", "raw/a.bin", sum(b"good"));
-    write_atomic(&cache.path_of(&asset), b"bit rot").unwrap();
+    llb_types::atomic::write(&cache.path_of(&asset), b"bit rot").unwrap();
     assert_eq!(
         cache.verify(&asset).unwrap(),
         CacheState::Mismatch {
@@ -309,7 +308,7 @@ fn hub_files_are_copied_with_a_sidecar_and_then_served_from_the_cache() {
     );
     // The llb cache now stands alone: no hub cache needed.
     assert_eq!(cache.fetch(&HUB_ASSET, &offline()).unwrap().outcome, Outcome::Cached);
-    write_atomic(&cache.path_of(&HUB_ASSET), b"bit rot").unwrap();
+    llb_types::atomic::write(&cache.path_of(&HUB_ASSET), b"bit rot").unwrap();
     assert_eq!(cache.fetch(&HUB_ASSET, &options).unwrap().outcome, Outcome::Refetched);
     assert_eq!(std::fs::read(cache.path_of(&HUB_ASSET)).unwrap(), b"hub weights");
 }
@@ -336,7 +335,7 @@ fn missing_hub_file_is_an_error_and_a_bundle_falls_back_to_the_registry() {
     assert_eq!(fetched.files[0].asset, "demo/onnx");
 
     // Once the hub file exists (e.g. converted and recorded), the hub route wins.
-    write_atomic(&cache.path_of(&HUB_ASSET), b"converted").unwrap();
+    llb_types::atomic::write(&cache.path_of(&HUB_ASSET), b"converted").unwrap();
     assert_eq!(cache.verify(&HUB_ASSET).unwrap(), CacheState::Unrecorded);
     assert_eq!(cache.record_sha256(&HUB_ASSET).unwrap(), sum(b"converted"));
     let fetched = cache.fetch_bundle(&bundle, &options).unwrap();

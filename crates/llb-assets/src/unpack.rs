@@ -5,7 +5,7 @@ use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use crate::asset::{Asset, Package};
-use crate::checksum::write_atomic_checked;
+use crate::checksum::write_verified;
 use crate::error::{Error, Result};
 
 /// One file to take out of an archive and where it goes.
@@ -51,7 +51,7 @@ fn normalize(path: &str) -> &str {
 /// Writes one member, comparing its sum with the asset's recorded one.
 fn write_member(package: &Package, want: &Wanted<'_>, reader: &mut dyn Read) -> Result<String> {
     let asset = want.asset;
-    write_atomic_checked(&want.dest, reader, |actual| match asset.sha256 {
+    write_verified(&want.dest, reader, |actual| match asset.sha256 {
         Some(expected) if expected != actual => Err(Error::ChecksumMismatch {
             asset: asset.id.to_owned(),
             origin: format!("{} in {package}", asset.source.inner_path()),

@@ -92,7 +92,7 @@ pub(crate) fn run(args: &EvalArgs, device: &Device) -> anyhow::Result<()> {
                 md.push_str(&format!("| {key} | {:.1} |\n", 100.0 * v));
             }
         }
-        llb_assets::write_atomic(&out.join("metrics.md"), md.as_bytes())?;
+        llb_types::atomic::write(&out.join("metrics.md"), md.as_bytes())?;
     }
     println!("{json}");
     Ok(())

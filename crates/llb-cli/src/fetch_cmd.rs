@@ -311,12 +311,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let cache = AssetCache::new(dir.path());
         let output = cache.path_of(&DINOV2_VITS14_HUB);
-        llb_assets::write_atomic(&output, b"converted earlier").unwrap();
+        llb_types::atomic::write(&output, b"converted earlier").unwrap();
         cache.record_sha256(&DINOV2_VITS14_HUB).unwrap();
         let fetched =
             BundleFetch { bundle: "dinov2-vits14", route: Route::Registry, files: Vec::new() };
         assert_eq!(post_process(&cache, &fetched).unwrap()[0].status, "present");
-        llb_assets::write_atomic(&output, b"bit rot").unwrap();
+        llb_types::atomic::write(&output, b"bit rot").unwrap();
         // The conversion is attempted again; the raw ONNX is absent here, so it fails, naming it.
         let text = format!("{:#}", post_process(&cache, &fetched).unwrap_err());
         assert!(

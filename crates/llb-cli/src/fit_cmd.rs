@@ -10,8 +10,8 @@ use crate::stage1_cmd::{self, Stage1Args};
 use candle_core::Device;
 use llb_data::Dataset;
 use llb_pipeline::{
-    DecisionsRecord, FitSettings, ModelCard, OnBadImage, OutputFolder, Screening, ScreeningQuality,
-    calibrate_threshold, fit_final, groups_of, screen_stored, write_json,
+    DecisionsRecord, FitSettings, ModelCard, OnBadImage, OutputFolder, Screening,
+    calibrate_threshold, fit_final, groups_of, screen_stored, screening_quality, write_json,
 };
 use llb_purify::{Decisions, Histogram, Purification, PurityReport};
 use llb_types::{Label, SampleId};
@@ -268,7 +268,7 @@ pub(crate) fn write_screening(
         csv.write_record([id.as_str(), &path, &score.to_string(), verdict, decision])?;
     }
     let csv = csv.into_inner().map_err(|e| anyhow::anyhow!("writing purification.csv: {e}"))?;
-    llb_assets::write_atomic(&out.join("purification.csv"), &csv)?;
+    llb_types::atomic::write(&out.join("purification.csv"), &csv)?;
     let labels: BTreeMap<_, Label> =
         dataset.train.iter().filter_map(|s| s.label.map(|l| (s.id.clone(), l))).collect();
     let labelled = !labels.is_empty() && labels.len() == dataset.train.len();
@@ -277,7 +277,7 @@ pub(crate) fn write_screening(
     crate::plot::histogram_png(&out.join("fused_scores.png"), &histogram, "fused stage-1 scores")?;
     if labelled {
         let report = PurityReport::new(selection, &labels)?;
-        let quality = ScreeningQuality::of(&screening.purification.fused, &labels)?;
+        let quality = screening_quality(&screening.purification.fused, &labels)?;
         let json = serde_json::json!({"purity": report, "screening": quality});
         write_json(&out.join("purity.json"), &json)?;
     }

@@ -28,7 +28,7 @@ pub(crate) fn overlay_png(
     canvas
         .write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png)
         .context("encoding the overlay PNG")?;
-    llb_assets::write_atomic(out, &bytes).with_context(|| format!("writing {}", out.display()))?;
+    llb_types::atomic::write(out, &bytes).with_context(|| format!("writing {}", out.display()))?;
     Ok(())
 }
 

@@ -99,7 +99,7 @@ pub(crate) fn run(args: &PredictArgs, device: &Device) -> anyhow::Result<()> {
         },
     )?;
     let csv = csv.into_inner().map_err(|e| anyhow::anyhow!("writing scores.csv: {e}"))?;
-    llb_assets::write_atomic(&args.out.join("scores.csv"), &csv)?;
+    llb_types::atomic::write(&args.out.join("scores.csv"), &csv)?;
     let anomalous: Vec<SampleId> = report_rows
         .iter()
         .zip(&features.ids)
@@ -141,7 +141,7 @@ fn write_npy(path: &Path, map: &[f32], size: usize) -> anyhow::Result<()> {
     bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
     bytes.extend_from_slice(header.as_bytes());
     bytes.extend(map.iter().flat_map(|v| v.to_le_bytes()));
-    llb_assets::write_atomic(path, &bytes)
+    llb_types::atomic::write(path, &bytes)
         .with_context(|| format!("writing {}", path.display()))?;
     Ok(())
 }

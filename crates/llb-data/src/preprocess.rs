@@ -10,7 +10,7 @@ use crate::sample::Sample;
 use fast_image_resize::images::Image;
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 use image::{DynamicImage, RgbImage};
-use llb_types::{Label, SampleId};
+use llb_types::{InputSpec, Label, SampleId};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -33,7 +33,8 @@ impl PreprocessConfig {
     /// ImageNet normalisation as used by torchvision's pretrained models
     /// (mean `[0.485, 0.456, 0.406]`, std `[0.229, 0.224, 0.225]`), with the given geometry.
     pub fn imagenet(resize_px: u32, crop_px: u32) -> Self {
-        Self { resize_px, crop_px, mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] }
+        let (mean, std) = (InputSpec::IMAGENET_MEAN, InputSpec::IMAGENET_STD);
+        Self { resize_px, crop_px, mean, std }
     }
 
     /// Checks the fields.

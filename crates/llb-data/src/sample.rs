@@ -2,9 +2,9 @@
 
 use crate::contamination::ContaminationReport;
 use crate::error::{Error, Result};
+use llb_types::sha256::Sha256Hasher;
 use llb_types::{GroupId, Label, SampleId};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
@@ -92,12 +92,12 @@ impl Dataset {
 /// byte, `seed` (little-endian) and the id's bytes. Sorting by `(key, id)` gives a seeded random
 /// order of any set of samples that does not change when samples are added, removed or reordered.
 pub(crate) fn seeded_key(domain: &str, seed: u64, id: &SampleId) -> u64 {
-    let mut hasher = Sha256::new();
+    let mut hasher = Sha256Hasher::new();
     hasher.update(domain.as_bytes());
-    hasher.update([0u8]);
-    hasher.update(seed.to_le_bytes());
+    hasher.update(&[0u8]);
+    hasher.update(&seed.to_le_bytes());
     hasher.update(id.as_str().as_bytes());
-    let digest = hasher.finalize();
+    let digest = hasher.finish_bytes();
     u64::from_be_bytes(std::array::from_fn(|i| digest[i]))
 }
 

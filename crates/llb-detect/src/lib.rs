@@ -1,4 +1,4 @@
-//! `llb-detect`: anomaly detectors (PatchCore, SoftPatch, Dinomaly) on llb-features.
+//! `llb-detect`: anomaly detectors (PatchCore, SoftPatch, Dinomaly) on cached encoder features.
 //!
 //! Place in the pipeline: input is cached encoder features (`llb-features`), one `[N, C, h, w]`
 //! f32 tensor per encoder layer; output is anomaly maps `[N, H, W]` and image scores (higher =

@@ -13,8 +13,8 @@ use crate::patchcore::{PatchCore, PatchCoreConfig, load_provenance, save_provena
 use crate::softpatch::{SoftPatch, SoftPatchConfig};
 use crate::{Detector, Error, ImageScoreRule, Result};
 use candle_core::{DType, Device, Tensor};
-use llb_features::InputSpec;
-use sha2::{Digest, Sha256};
+use llb_types::InputSpec;
+use llb_types::sha256::sha256_hex;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -30,7 +30,7 @@ pub const FORMAT_VERSION: u32 = 1;
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelCard {
-    /// The encoder's [`Encoder::name`](llb_features::Encoder::name), e.g.
+    /// The encoder's name (llb-features' `Encoder::name`), e.g.
     /// `dinov2-vits14[2,3,4,5,6,7,8,9]`.
     pub encoder: String,
     /// Lower-case hex SHA-256 of the encoder's weights file.
@@ -269,18 +269,6 @@ pub fn load_detector(dir: &Path, device: &Device) -> Result<(Box<dyn Detector>, 
     }
 }
 
-/// Lower-case hex SHA-256 of `bytes`.
-fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Writes `bytes` to `path` with the workspace's atomic writer (unique temporary file, fsync,
-/// rename).
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    llb_types::atomic::write(path, bytes)
-        .map_err(|source| Error::Io { path: path.to_path_buf(), source })
-}
-
 /// Writes the tensors, then the JSON file; returns the tensors' SHA-256.
 fn write(
     dir: &Path,
@@ -298,7 +286,8 @@ fn write(
         safetensors::serialize(cpu.iter().map(|(k, t)| (k.as_str(), t)), None).map_err(|e| {
             Error::BadModel { path: tensors_path.clone(), reason: format!("cannot serialise: {e}") }
         })?;
-    write_atomic(&tensors_path, &bytes)?;
+    llb_types::atomic::write(&tensors_path, &bytes)
+        .map_err(|source| Error::Io { path: tensors_path.clone(), source })?;
     let tensors_sha256 = sha256_hex(&bytes);
     let saved = SavedModel {
         format_version: FORMAT_VERSION,
@@ -309,7 +298,8 @@ fn write(
     let json_path = dir.join(MODEL_CARD_FILE);
     let json = serde_json::to_vec_pretty(&saved)
         .map_err(|source| Error::Json { path: json_path.clone(), source })?;
-    write_atomic(&json_path, &json)?;
+    llb_types::atomic::write(&json_path, &json)
+        .map_err(|source| Error::Io { path: json_path.clone(), source })?;
     tracing::info!(dir = %dir.display(), "saved model");
     Ok(tensors_sha256)
 }

@@ -2,26 +2,7 @@
 
 use crate::Result;
 use candle_core::Tensor;
-
-/// How an encoder wants its input images prepared (the caller resizes and normalises).
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct InputSpec {
-    /// Per-channel mean subtracted from RGB values in `[0, 1]`.
-    pub mean: [f32; 3],
-    /// Per-channel standard deviation the centred values are divided by.
-    pub std: [f32; 3],
-    /// Input height and width must be multiples of this (the ViT patch size, or the CNN's total
-    /// stride).
-    pub size_multiple_px: usize,
-}
-
-impl InputSpec {
-    /// ImageNet statistics (torchvision, timm and DINOv2 all use them).
-    pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
-    /// ImageNet standard deviations.
-    pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
-}
+use llb_types::InputSpec;
 
 /// A frozen feature extractor.
 ///

@@ -27,7 +27,7 @@ mod vit;
 mod wideresnet;
 
 pub use aggregate::{LocalPooling, PatchAggregator, PatchAggregatorConfig};
-pub use cache::{CacheItem, CachedFeatures, FeatureCache, FeatureKey, sha256_hex};
+pub use cache::{CacheItem, CachedFeatures, FeatureCache, FeatureKey};
 pub use convert::{
     ConversionReport, OnnxGraph, OnnxNode, OnnxTensor, PthContents, PthFormat, PthReport,
     RawTensor, convert_onnx_dinov2, convert_pth, read_pth,
@@ -36,8 +36,12 @@ pub use efficientnet::{
     EfficientNetLite, EfficientNetLiteConfig, EfficientNetLiteEncoder,
     EfficientNetLiteEncoderConfig, MbConvSpec,
 };
-pub use encoder::{Encoder, InputSpec};
+pub use encoder::Encoder;
 pub use error::{Error, Result};
+/// Defined in llb-types (the data crate prepares images by it); re-exported for compatibility.
+pub use llb_types::InputSpec;
+/// The workspace's one SHA-256 (`llb_types::sha256`), re-exported for callers of this crate.
+pub use llb_types::sha256::sha256_hex;
 pub use vit::{
     Dinov2Config, Dinov2Encoder, PosInterpolation, ViT, ViTConfig, ViTWeights, gelu_erf,
     softmax_last_dim,

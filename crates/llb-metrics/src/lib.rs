@@ -8,7 +8,7 @@
 //!
 //! - [`ImageMetrics::exact`]: I-AUROC, I-AP and I-F1max from one score per image.
 //! - [`sample_scores`]: fuses camera views into one score per physical sample (max over views,
-//!   Real-IAD's S-metrics), keyed by [`llb_types::GroupId`] or any ordered key.
+//!   Real-IAD's S-metrics), keyed by llb-types' `GroupId` or any ordered key.
 //! - [`PixelEvaluator`]: P-AUROC, P-AP, P-F1max and P-AUPRO from anomaly maps and masks added
 //!   image by image, implemented by [`ExactPixelEvaluator`] (sorts every pixel; the reference)
 //!   and [`BinnedPixelEvaluator`] (fixed histograms; memory flat in the number of images, with

@@ -22,7 +22,7 @@ pub struct SampleScores<K> {
 /// sample-level protocol), sample label = anomalous if any view is.
 ///
 /// `groups[i]`, `scores[i]` and `labels[i]` describe view `i`. Keys may be
-/// [`llb_types::GroupId`] or any ordered type. The output is sorted by key, so it does not depend
+/// llb-types' `GroupId` or any ordered type. The output is sorted by key, so it does not depend
 /// on the order of the views.
 ///
 /// # Errors
@@ -64,16 +64,15 @@ pub fn sample_scores<K: Ord + Clone>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use llb_types::GroupId;
 
     #[test]
     fn max_over_views_and_any_label() {
-        let groups: Vec<GroupId> =
-            ["s2", "s1", "s2", "s1", "s3"].into_iter().map(GroupId::new).collect();
+        let groups: Vec<String> =
+            ["s2", "s1", "s2", "s1", "s3"].into_iter().map(String::from).collect();
         let got =
             sample_scores(&groups, &[0.1, 0.7, 0.9, 0.2, 0.4], &[false, false, true, false, false])
                 .unwrap();
-        let names: Vec<&str> = got.groups.iter().map(GroupId::as_str).collect();
+        let names: Vec<&str> = got.groups.iter().map(String::as_str).collect();
         assert_eq!(names, ["s1", "s2", "s3"]);
         assert_eq!(got.scores, [0.7, 0.9, 0.4]);
         assert_eq!(got.labels, [false, true, false]);

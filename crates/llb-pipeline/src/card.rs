@@ -93,7 +93,7 @@ pub fn training_ids_sha256(ids: &[SampleId]) -> String {
         text.push_str(id);
         text.push('\n');
     }
-    llb_features::sha256_hex(text.as_bytes())
+    llb_types::sha256::sha256_hex(text.as_bytes())
 }
 
 /// The decisions a model was fitted with, as the model card records them.

@@ -7,9 +7,10 @@ use candle_core::{Device, Tensor};
 use llb_data::{PreprocessConfig, Sample, prepare_images};
 use llb_features::{
     CacheItem, Dinov2Config, Dinov2Encoder, EfficientNetLiteConfig, EfficientNetLiteEncoder,
-    EfficientNetLiteEncoderConfig, Encoder, FeatureCache, FeatureKey, ViTConfig, sha256_hex,
+    EfficientNetLiteEncoderConfig, Encoder, FeatureCache, FeatureKey, ViTConfig,
 };
 use llb_types::SampleId;
+use llb_types::sha256::sha256_hex;
 use std::path::{Path, PathBuf};
 
 /// What to do with an image that cannot be read or decoded.

@@ -41,9 +41,10 @@ pub use card::{DecisionsRecord, FORMAT, ModelCard, training_ids_sha256};
 pub use error::{Error, Result};
 pub use evaluate::{Evaluation, evaluate, for_each_scored};
 pub use extract::{Extracted, Extractor, OnBadImage};
+pub use llb_results::ScreeningQuality;
 pub use llb_submodel::Stage1Store;
 pub use model_dir::{CARD_FILE, DETECTOR_DIR, Model, OutputFolder, write_json};
-pub use quality::ScreeningQuality;
+pub use quality::screening_quality;
 pub use settings::{DEFAULT_SELECTION, FitSettings, PurifySettings, Rules};
 pub use twostage::{
     Screening, TwoStage, calibrate_threshold, fit_final, groups_of, screen, screen_observed,

@@ -258,7 +258,7 @@ fn siblings(target: &Path, suffix: &str) -> Vec<(PathBuf, u32)> {
 
 /// Removes the temporary and aside folders of `target` left by runs that were killed.
 fn remove_stale(target: &Path) {
-    for suffix in [".tmp", ".old"] {
+    for suffix in [llb_types::atomic::TEMP_SUFFIX, ".old"] {
         for (path, pid) in siblings(target, suffix) {
             let alive = pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists();
             if cfg!(target_os = "linux") && !alive {

@@ -16,6 +16,10 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+/// The suffix of every temporary name [`temp_path`] makes (also used by callers that stage a
+/// whole folder under a [`temp_path`] name before renaming it into place).
+pub const TEMP_SUFFIX: &str = ".tmp";
+
 /// Writes `bytes` to `path` atomically (see the module docs); missing parent folders are created.
 ///
 /// # Errors
@@ -64,7 +68,8 @@ pub fn temp_path(path: &Path) -> PathBuf {
             .map_or(0, |d| d.as_nanos()),
     );
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    parent_dir(path).join(format!(".{name}.{}.{:016x}.tmp", std::process::id(), hasher.finish()))
+    let (pid, random) = (std::process::id(), hasher.finish());
+    parent_dir(path).join(format!(".{name}.{pid}.{random:016x}{TEMP_SUFFIX}"))
 }
 
 /// `true` for a name [`temp_path`] makes for some target (whatever its process id).
@@ -119,7 +124,7 @@ fn create_temp(path: &Path) -> io::Result<(PathBuf, File)> {
 
 /// `(target name, process id)` of a temporary file name.
 fn parse_temp_name(file_name: &str) -> Option<(&str, u32)> {
-    let rest = file_name.strip_prefix('.')?.strip_suffix(".tmp")?;
+    let rest = file_name.strip_prefix('.')?.strip_suffix(TEMP_SUFFIX)?;
     let (rest, random) = rest.rsplit_once('.')?;
     let (target, pid) = rest.rsplit_once('.')?;
     let hex = random.len() == 16 && random.bytes().all(|b| b.is_ascii_hexdigit());

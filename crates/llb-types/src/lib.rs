@@ -4,11 +4,14 @@
 //! The pipeline carries explicit sample ids end to end (data set → features → sub-models →
 //! fusion → selection → final model), so that no stage ever relies on positions in a shuffled
 //! vector. [`SampleId`] is that id, [`Label`] the hidden ground truth a data set may know, and
-//! [`GroupId`] the physical sample that several camera views belong to.
+//! [`GroupId`] the physical sample that several camera views belong to. [`InputSpec`] says how
+//! an encoder wants its images prepared (with the ImageNet statistics written once).
 //!
 //! [`atomic::write`] is the one way llb writes a file that a later run reads (unique temporary
 //! name, `fsync`, rename, folder `fsync`), and [`FileLock`] the advisory lock between processes
 //! that could write the same cache entry.
+//!
+//! With feature `sha256`, `sha256` is the one SHA-256 (as hex) the workspace hashes content with.
 //!
 //! With feature `fuzz` (tests only), `fuzz` holds the stable-Rust fuzzing harness every parser
 //! of outside bytes is tested with: seeded mutants of real files, panics counted, peak memory
@@ -21,7 +24,11 @@ pub mod atomic;
 #[cfg(feature = "fuzz")]
 pub mod fuzz;
 mod id;
+mod input;
 mod lock;
+#[cfg(feature = "sha256")]
+pub mod sha256;
 
 pub use id::{GroupId, Label, SampleId};
+pub use input::InputSpec;
 pub use lock::FileLock;

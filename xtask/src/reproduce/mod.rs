@@ -109,11 +109,16 @@ pub(crate) fn render_files(root: &Path, name: &str) -> anyhow::Result<()> {
     let results =
         results::Results::parse(&text).with_context(|| format!("parsing {}", json.display()))?;
     let tables = root.join("docs/tables");
-    std::fs::create_dir_all(&tables)?;
-    std::fs::write(root.join("results").join(format!("{name}.csv")), render::csv(&results)?)?;
-    std::fs::write(tables.join(format!("{name}.md")), render::markdown(&results))?;
-    std::fs::write(tables.join(format!("{name}-headline.md")), render::headline(&results))?;
-    std::fs::write(tables.join(format!("{name}.svg")), svg::metric_vs_alpha(&results))?;
+    let outputs = [
+        (root.join("results").join(format!("{name}.csv")), render::csv(&results)?),
+        (tables.join(format!("{name}.md")), render::markdown(&results)),
+        (tables.join(format!("{name}-headline.md")), render::headline(&results)),
+        (tables.join(format!("{name}.svg")), svg::metric_vs_alpha(&results)),
+    ];
+    for (path, text) in outputs {
+        llb_types::atomic::write(&path, text.as_bytes())
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
     println!("{}", render::markdown(&results));
     Ok(())
 }
@@ -129,8 +134,8 @@ fn realiad_manifest(base: &Path, root: &Path, categories: &[String]) -> anyhow::
         serde_json::json!([{"kind": "realiad", "root": root, "categories": categories}]);
     manifest["contamination_ratios"] = serde_json::json!([0.0, 0.1, 0.2, 0.4]);
     let path = crate::project_root().join("results/realiad.manifest.json");
-    std::fs::create_dir_all(path.parent().expect("results/ has a parent"))?;
-    std::fs::write(&path, serde_json::to_string_pretty(&manifest)?)?;
+    llb_types::atomic::write(&path, serde_json::to_string_pretty(&manifest)?.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))?;
     Ok(path)
 }
 

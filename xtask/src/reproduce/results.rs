@@ -1,45 +1,18 @@
-//! The result rows `llb experiment` writes (`results/<name>.json`), read back for rendering.
-//! Only the fields the tables use are declared; the file may hold more.
+//! The result rows `llb experiment` writes (`results/<name>.json`), read back for rendering
+//! through the schema both sides share (llb-results). Of the manifest, only the parts the tables
+//! mention are declared.
 
 use super::stats::Estimate;
 use serde::Deserialize;
 
-/// One fitted and evaluated configuration.
-#[derive(Clone, Debug, Deserialize)]
-pub(crate) struct Row {
-    pub(crate) category: String,
-    pub(crate) contamination_ratio: f64,
-    pub(crate) achieved_ratio: f64,
-    pub(crate) seed: u64,
-    pub(crate) method: String,
-    pub(crate) ablation: Option<String>,
-    pub(crate) n_train: usize,
-    pub(crate) n_train_anomalous: usize,
-    pub(crate) n_kept: usize,
-    pub(crate) n_kept_anomalous: usize,
-    pub(crate) i_auroc: f64,
-    pub(crate) i_ap: f64,
-    pub(crate) i_f1max: f64,
-    pub(crate) p_auroc: Option<f64>,
-    pub(crate) p_ap: Option<f64>,
-    pub(crate) p_f1max: Option<f64>,
-    pub(crate) p_aupro: Option<f64>,
-    pub(crate) pixel_resolution_px: usize,
-    pub(crate) screening: Option<Screening>,
-    pub(crate) fit_seconds: f64,
-}
+/// One fitted and evaluated configuration: the schema `llb experiment` writes (llb-results).
+pub(crate) type Row = llb_results::ResultRow;
 
 /// Stage-1 screening quality of a purified row.
-#[derive(Clone, Debug, Deserialize)]
-pub(crate) struct Screening {
-    pub(crate) auroc: f64,
-    pub(crate) ap: f64,
-    pub(crate) normal_quantiles: [f64; 3],
-    pub(crate) anomalous_quantiles: [f64; 3],
-}
+pub(crate) type Screening = llb_results::ScreeningQuality;
 
-/// The whole results file.
-#[derive(Clone, Debug, Deserialize)]
+/// The whole results file: its rows, and the parts of its manifest the tables mention.
+#[derive(Clone, Debug)]
 pub(crate) struct Results {
     pub(crate) manifest: Manifest,
     pub(crate) rows: Vec<Row>,
@@ -95,7 +68,8 @@ pub(crate) type Metric = fn(&Row) -> Option<f64>;
 impl Results {
     /// Parses a results file's text.
     pub(crate) fn parse(text: &str) -> anyhow::Result<Self> {
-        Ok(serde_json::from_str(text)?)
+        let file: llb_results::Results<Manifest> = serde_json::from_str(text)?;
+        Ok(Self { manifest: file.manifest, rows: file.rows })
     }
 
     /// Main-grid methods in order of first appearance.

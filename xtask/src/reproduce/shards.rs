@@ -211,7 +211,8 @@ fn slurm(sh: &Shell, options: &Options, parts: SlurmPlanParts<'_>) -> anyhow::Re
     let array = dir.join(format!("{}.array.sbatch", plan.name));
     let merge = dir.join(format!("{}.merge.sbatch", plan.name));
     for (path, text) in [(&array, plan.array_script()), (&merge, plan.merge_script())] {
-        std::fs::write(path, &text).with_context(|| format!("writing {}", path.display()))?;
+        llb_types::atomic::write(path, text.as_bytes())
+            .with_context(|| format!("writing {}", path.display()))?;
         println!("# {}\n{text}", path.display());
     }
     let mut report = serde_json::json!({"array_script": array, "merge_script": merge});

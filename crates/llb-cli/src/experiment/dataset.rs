@@ -193,7 +193,7 @@ fn benchmark_root(
     if textures != BenchmarkTextures::V1 {
         key.push_str(&format!("\ntextures={}", serde_json::to_string(&textures)?));
     }
-    let hash = llb_features::sha256_hex(key.as_bytes());
+    let hash = llb_types::sha256::sha256_hex(key.as_bytes());
     Ok(ctx.assets.root().join("benchmark").join(&hash[..16]))
 }
 
@@ -279,7 +279,8 @@ mod tests {
         let ctx =
             RunContext::new(Some(dir.path().to_path_buf()), &candle_core::Device::Cpu).unwrap();
         let config = BenchmarkConfig::llb_benchmark_v1();
-        let hash = llb_features::sha256_hex(serde_json::to_string(&config).unwrap().as_bytes());
+        let hash =
+            llb_types::sha256::sha256_hex(serde_json::to_string(&config).unwrap().as_bytes());
         let v1 = benchmark_root(&config, BenchmarkTextures::V1, &ctx).unwrap();
         assert_eq!(v1, dir.path().join("benchmark").join(&hash[..16]));
         assert_ne!(benchmark_root(&config, BenchmarkTextures::V2, &ctx).unwrap(), v1);

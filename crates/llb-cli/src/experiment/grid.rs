@@ -37,7 +37,8 @@ pub(crate) fn grid<'a>(
                     "contamination_ratio": ratio,
                     "seed": seed,
                 });
-                let key = llb_features::sha256_hex(serde_json::to_string(&description)?.as_bytes());
+                let key =
+                    llb_types::sha256::sha256_hex(serde_json::to_string(&description)?.as_bytes());
                 let planned = plan(manifest, ratio, seed)
                     .into_iter()
                     .map(|p| {

@@ -11,11 +11,10 @@ use anyhow::Context;
 use candle_core::Device;
 use llb_data::{Dataset, Sample};
 use llb_pipeline::{
-    Extracted, FitSettings, OnBadImage, ScreeningQuality, evaluate, fit_final, groups_of, screen,
+    Extracted, FitSettings, OnBadImage, evaluate, fit_final, groups_of, screen, screening_quality,
 };
 use llb_purify::PurityReport;
 use llb_types::Label;
-use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::Instant;
@@ -43,69 +42,11 @@ pub(crate) struct ExperimentArgs {
     pub(crate) merge: bool,
 }
 
-/// One fitted and evaluated configuration.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct ResultRow {
-    /// SHA-256 of everything that determines the row's numbers (data set, category, α, seed,
-    /// pixel grid, full settings): the resume key. Labels are not part of it.
-    pub(crate) key: String,
-    /// Category.
-    pub(crate) category: String,
-    /// α asked for.
-    pub(crate) contamination_ratio: f64,
-    /// α achieved (fewer anomalies than asked when the data set runs out).
-    pub(crate) achieved_ratio: f64,
-    /// The replicate: contamination draw and every seed of the settings.
-    pub(crate) seed: u64,
-    /// `<backbone>` (baseline) or `<backbone>+llb(<selection rule>)` (purified).
-    pub(crate) method: String,
-    /// The varied factor, for ablation rows.
-    pub(crate) ablation: Option<String>,
-    /// Training images.
-    pub(crate) n_train: usize,
-    /// Anomalous training images (hidden labels).
-    pub(crate) n_train_anomalous: usize,
-    /// Images the final model was fitted on.
-    pub(crate) n_kept: usize,
-    /// Anomalous images among them.
-    pub(crate) n_kept_anomalous: usize,
-    /// Test images.
-    pub(crate) n_test: usize,
-    /// Image AUROC.
-    pub(crate) i_auroc: f64,
-    /// Image average precision.
-    pub(crate) i_ap: f64,
-    /// Image F1max.
-    pub(crate) i_f1max: f64,
-    /// Pixel AUROC.
-    pub(crate) p_auroc: Option<f64>,
-    /// Pixel average precision.
-    pub(crate) p_ap: Option<f64>,
-    /// Pixel F1max.
-    pub(crate) p_f1max: Option<f64>,
-    /// Pixel AUPRO (FPR ≤ 0.3).
-    pub(crate) p_aupro: Option<f64>,
-    /// Side of the square maps the pixel metrics were computed at.
-    pub(crate) pixel_resolution_px: usize,
-    /// Purity of the kept set, for purified rows.
-    pub(crate) purity: Option<PurityReport>,
-    /// How well the fused stage-1 scores rank the training set against its hidden labels, for
-    /// purified rows on contaminated training sets.
-    pub(crate) screening: Option<ScreeningQuality>,
-    /// Wall-clock seconds of stage 1 + stage 2 (features excluded: they are cached and shared).
-    pub(crate) fit_seconds: f64,
-}
+/// One fitted and evaluated configuration (the schema shared with xtask's table renderer).
+pub(crate) use llb_results::ResultRow;
 
-/// Everything a table is rendered from.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct Results {
-    /// The manifest that produced the rows.
-    pub(crate) manifest: Manifest,
-    /// One row per (category, α, seed, method, ablation), in the manifest's order.
-    pub(crate) rows: Vec<ResultRow>,
-}
+/// Everything a table is rendered from: this run's manifest and its rows.
+pub(crate) type Results = llb_results::Results<Manifest>;
 
 /// One planned row: labels and settings.
 #[derive(Clone)]
@@ -302,7 +243,7 @@ impl Cell<'_> {
             "pixel_eval_px": self.manifest.pixel_eval_px,
             "settings": settings,
         });
-        Ok(llb_features::sha256_hex(serde_json::to_string(&description)?.as_bytes()))
+        Ok(llb_types::sha256::sha256_hex(serde_json::to_string(&description)?.as_bytes()))
     }
 }
 
@@ -365,7 +306,7 @@ fn result_row(
         _ => None,
     };
     let screening = match &fitted.screening {
-        Some(s) if labelled => ScreeningQuality::of(&s.purification.fused, &labels)?,
+        Some(s) if labelled => screening_quality(&s.purification.fused, &labels)?,
         _ => None,
     };
     let pixel = evaluation.pixel.as_ref();

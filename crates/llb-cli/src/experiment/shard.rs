@@ -104,7 +104,7 @@ mod tests {
         weights
             .iter()
             .enumerate()
-            .map(|(i, &w)| (llb_features::sha256_hex(&[i as u8]), w))
+            .map(|(i, &w)| (llb_types::sha256::sha256_hex(&[i as u8]), w))
             .collect()
     }
 

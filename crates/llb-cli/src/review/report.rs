@@ -166,7 +166,7 @@ pub(crate) fn write_report_page(
         include_str!("report.js"),
     )?;
     let path = out.join(REPORT_PAGE);
-    llb_assets::write_atomic(&path, page.as_bytes())
+    llb_types::atomic::write(&path, page.as_bytes())
         .with_context(|| format!("writing {}", path.display()))?;
     Ok(())
 }

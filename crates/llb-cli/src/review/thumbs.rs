@@ -64,7 +64,7 @@ pub(crate) fn write_jpeg(path: &Path, image: &RgbImage) -> anyhow::Result<()> {
     image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, 85)
         .encode_image(image)
         .with_context(|| format!("encoding {}", path.display()))?;
-    llb_assets::write_atomic(path, &bytes)
+    llb_types::atomic::write(path, &bytes)
         .with_context(|| format!("writing {}", path.display()))?;
     Ok(())
 }

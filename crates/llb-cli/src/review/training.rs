@@ -81,7 +81,7 @@ pub(crate) fn write_review_page(
         include_str!("review.js"),
     )?;
     let path = out.join(REVIEW_PAGE);
-    llb_assets::write_atomic(&path, page.as_bytes())
+    llb_types::atomic::write(&path, page.as_bytes())
         .with_context(|| format!("writing {}", path.display()))?;
     Ok(path)
 }

@@ -2,8 +2,7 @@
 
 use crate::error::{Error, Result};
 use crate::sample::relative_id;
-use sha2::{Digest, Sha256};
-use std::fmt::Write as _;
+use llb_types::sha256::sha256_file;
 use std::path::{Path, PathBuf};
 
 /// Lists every file under `dir` as `<sha256 hex>  <path relative to dir>\n`, sorted by path
@@ -16,12 +15,7 @@ pub fn checksum_tree(dir: &Path) -> Result<String> {
     walk(dir, &mut files)?;
     let mut lines = Vec::with_capacity(files.len());
     for path in files {
-        let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
-        let digest = Sha256::digest(&bytes);
-        let hex = digest.iter().fold(String::with_capacity(64), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        });
+        let hex = sha256_file(&path).map_err(|e| Error::io(&path, e))?;
         lines.push((relative_id(dir, &path)?.as_str().to_string(), hex));
     }
     lines.sort();

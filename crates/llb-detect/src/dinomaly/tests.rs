@@ -217,9 +217,9 @@ fn card() -> crate::ModelCard {
     crate::ModelCard {
         encoder: "synthetic".into(),
         encoder_weights_sha256: "0".repeat(64),
-        input_spec: llb_features::InputSpec {
-            mean: llb_features::InputSpec::IMAGENET_MEAN,
-            std: llb_features::InputSpec::IMAGENET_STD,
+        input_spec: llb_types::InputSpec {
+            mean: llb_types::InputSpec::IMAGENET_MEAN,
+            std: llb_types::InputSpec::IMAGENET_STD,
             size_multiple_px: 14,
         },
         image_size_px: [9, 11],

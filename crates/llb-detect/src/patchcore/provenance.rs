@@ -384,11 +384,7 @@ mod tests {
         ModelCard {
             encoder: "toy".into(),
             encoder_weights_sha256: "0".repeat(64),
-            input_spec: llb_features::InputSpec {
-                mean: [0.0; 3],
-                std: [1.0; 3],
-                size_multiple_px: 1,
-            },
+            input_spec: llb_types::InputSpec { mean: [0.0; 3], std: [1.0; 3], size_multiple_px: 1 },
             image_size_px: [8, 10],
             image_score_rule: crate::ImageScoreRule::Max,
             image_score_threshold: None,

@@ -11,9 +11,10 @@
 //! [`FeatureCache::lock_entries`] lets a process that is about to compute entries hold off the
 //! others (which then reuse its entries instead of computing them again).
 
-use super::atomic::{f32_le_bytes, safetensors_bytes, sha256_hex, write_atomic};
+use super::tensor_bytes::{f32_le_bytes, safetensors_bytes};
 use crate::{Error, Result};
 use candle_core::{Device, Tensor};
+use llb_types::sha256::sha256_hex;
 use llb_types::{FileLock, SampleId};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -187,7 +188,7 @@ impl FeatureCache {
             .map(|(i, t)| Ok((format!("layer.{i}"), t.dims().to_vec(), f32_le_bytes(t)?)))
             .collect::<Result<Vec<_>>>()?;
         let bytes = safetensors_bytes(&tensors, Self::metadata(key, item, layers.len()), &path)?;
-        write_atomic(&path, &bytes)?;
+        llb_types::atomic::write(&path, &bytes).map_err(|e| Error::io(&path, e))?;
         // Tests that run processes side by side count these lines: one per entry.
         tracing::debug!(path = %path.display(), sample_id = %item.sample_id, "stored feature entry");
         Ok(())

@@ -11,9 +11,10 @@
 //! concatenated back. The saliency decoder (`decoder.*`) is ignored.
 
 use super::onnx_proto::{OnnxGraph, OnnxTensor};
-use crate::cache::{safetensors_bytes, sha256_hex, write_atomic};
+use crate::cache::safetensors_bytes;
 use crate::vit::ViTConfig;
 use crate::{Error, Result};
+use llb_types::sha256::sha256_hex;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
@@ -166,7 +167,7 @@ pub(crate) fn convert_graph(
         ),
     ]);
     let bytes = safetensors_bytes(&tensors, metadata, out_path)?;
-    write_atomic(out_path, &bytes)?;
+    llb_types::atomic::write(out_path, &bytes).map_err(|e| Error::io(out_path, e))?;
     tracing::info!(n_parameters, out = %out_path.display(), "converted onnx dinov2");
     Ok(ConversionReport {
         output: out_path.to_owned(),

@@ -104,7 +104,7 @@ pub fn convert_pth(pth_path: &Path, out_safetensors: &Path) -> Result<PthReport>
         .collect::<Result<Vec<_>>>()?;
     let bytes =
         safetensors::tensor::serialize(views, None).map_err(|e| safetensors_err(e.to_string()))?;
-    crate::cache::write_atomic(out_safetensors, &bytes)?;
+    llb_types::atomic::write(out_safetensors, &bytes).map_err(|e| Error::io(out_safetensors, e))?;
     tracing::info!(n_tensors = tensors.len(), n_float_elements, "converted checkpoint");
     Ok(PthReport {
         source: pth_path.to_path_buf(),

@@ -2,11 +2,11 @@
 //! tensor against [`ViTConfig::expected_tensors`] before any network is built.
 
 use super::config::ViTConfig;
-use crate::cache::sha256_hex;
 use crate::{Error, Result};
 use candle_core::safetensors::Load;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
+use llb_types::sha256::sha256_hex;
 use std::collections::HashMap;
 use std::path::Path;
 

@@ -258,7 +258,7 @@ fn autotraits() {
     check::<BinnedPixelEvaluator>();
     check::<PixelMetrics>();
     check::<crate::ImageMetrics>();
-    check::<crate::SampleScores<llb_types::GroupId>>();
+    check::<crate::SampleScores<String>>();
     check::<Error>();
     fn object_safe(_: &dyn PixelEvaluator) {}
     object_safe(&ExactPixelEvaluator::new());

@@ -53,12 +53,8 @@ fn image_metrics_match_scikit_learn() {
 fn sample_metrics_match_grouped_scikit_learn() {
     let fixture = fixture();
     for case in fixture["sample"].as_array().unwrap() {
-        let groups: Vec<llb_types::GroupId> = case["groups"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|g| llb_types::GroupId::new(g.as_str().unwrap()))
-            .collect();
+        let groups: Vec<String> =
+            case["groups"].as_array().unwrap().iter().map(|g| g.as_str().unwrap().into()).collect();
         let samples =
             sample_scores(&groups, &f32s(&case["scores"]), &bools(&case["labels"])).unwrap();
         check_image(case, ImageMetrics::exact(&samples.scores, &samples.labels).unwrap());

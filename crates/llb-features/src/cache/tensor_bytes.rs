@@ -1,23 +1,7 @@
-//! Atomic file writes (through `llb_types::atomic`), SHA-256, and serialisation of f32 tensors to
-//! safetensors bytes.
+//! Serialisation of f32 tensors to safetensors bytes (written to disk by `llb_types::atomic`).
 
 use crate::{Error, Result};
-use sha2::{Digest, Sha256};
 use std::path::Path;
-
-/// Lower-case hex SHA-256 of `bytes`.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Writes `bytes` to `path` through the workspace's one atomic writer
-/// ([`llb_types::atomic::write`]): readers see the old file, no file, or the whole new file.
-///
-/// # Errors
-/// [`Error::Io`] naming `path` (the message names the step and the file that failed).
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    llb_types::atomic::write(path, bytes).map_err(|e| Error::io(path, e))
-}
 
 /// Serialises named f32 tensors (`(name, shape, little-endian bytes)`) with string metadata in
 /// the safetensors format, byte-identically for the same input: tensors keep the given order and
@@ -107,28 +91,4 @@ mod safetensors_tests {
 pub(crate) fn f32_le_bytes(t: &candle_core::Tensor) -> Result<Vec<u8>> {
     let values = t.flatten_all()?.to_vec1::<f32>()?;
     Ok(values.iter().flat_map(|v| v.to_le_bytes()).collect())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sha256_of_abc_is_the_fips_vector() {
-        assert_eq!(
-            sha256_hex(b"abc"),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
-    }
-
-    #[test]
-    fn write_atomic_replaces_and_leaves_no_temporary() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("sub").join("f.bin");
-        write_atomic(&path, b"one").unwrap();
-        write_atomic(&path, b"two").unwrap();
-        assert_eq!(std::fs::read(&path).unwrap(), b"two");
-        let names: Vec<_> = std::fs::read_dir(path.parent().unwrap()).unwrap().collect();
-        assert_eq!(names.len(), 1);
-    }
 }
