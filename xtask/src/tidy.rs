@@ -71,15 +71,6 @@ const MAX_FILE_BYTES: u64 = 1 << 20;
 /// The style guide, whose `unsafe_code` rule names the only files that may use `unsafe`.
 const STYLE_GUIDE: &str = "docs/style.md";
 
-/// Files that use `unsafe` for a reason the style guide's categories do not cover, each with
-/// that reason: known exceptions awaiting a decision (extend the guide, or remove the `unsafe`),
-/// kept visible here rather than silently allowed. A listed file that no longer uses `unsafe` is
-/// itself a problem, so the list cannot go stale.
-const UNSAFE_PENDING: &[(&str, &str)] = &[(
-    "crates/llb-types/src/fuzz.rs",
-    "the fuzz harness's counting global allocator (`unsafe impl GlobalAlloc`, tests only)",
-)];
-
 /// Runs every tidy check and reports all violations at once.
 pub(crate) fn run(root: &Path) -> anyhow::Result<()> {
     let mut problems = Vec::new();
@@ -356,7 +347,7 @@ fn is_ident(c: char) -> bool {
     c.is_alphanumeric() || c == '_'
 }
 
-/// `unsafe` only in the files the style guide allows it in (and the pending exceptions).
+/// `unsafe` only in the files the style guide allows it in.
 fn check_unsafe(root: &Path, files: &[PathBuf], problems: &mut Vec<String>) -> anyhow::Result<()> {
     let style = std::fs::read_to_string(root.join(STYLE_GUIDE))
         .with_context(|| format!("reading {STYLE_GUIDE}"))?;
@@ -367,24 +358,16 @@ fn check_unsafe(root: &Path, files: &[PathBuf], problems: &mut Vec<String>) -> a
                 .push(format!("{STYLE_GUIDE}: allows `unsafe` in {file}, which does not exist"));
         }
     }
-    let mut pending_seen = Vec::new();
     for path in files.iter().filter(|p| p.extension().is_some_and(|e| e == "rs")) {
         let rel = path.strip_prefix(root).unwrap_or(path).to_string_lossy().replace('\\', "/");
         let text = std::fs::read_to_string(path).with_context(|| format!("reading {rel}"))?;
         let lines = unsafe_lines(&text);
         let Some(first) = lines.first() else { continue };
-        if UNSAFE_PENDING.iter().any(|(p, _)| *p == rel) {
-            pending_seen.push(rel);
-        } else if !allowed.contains(&rel) {
+        if !allowed.contains(&rel) {
             problems.push(format!(
                 "{rel}:{first}: `unsafe` outside the files {STYLE_GUIDE} allows it in ({})",
                 allowed.join(", ")
             ));
-        }
-    }
-    for (file, _) in UNSAFE_PENDING {
-        if !pending_seen.iter().any(|seen| seen == file) {
-            problems.push(format!("{file}: listed in UNSAFE_PENDING but uses no `unsafe`"));
         }
     }
     Ok(())

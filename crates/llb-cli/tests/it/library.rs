@@ -2,9 +2,8 @@
 //! lines of library code) gives the model and the scores that `llb fit` + `llb predict` give on
 //! the same folders with their default options, bit for bit.
 
-use super::pipeline::{llb, scratch_cache, tiny_benchmark};
+use super::pipeline::{files_under, llb, scratch_cache, tiny_benchmark};
 use llb_data::DefectKind;
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -21,24 +20,6 @@ fn example_binary() -> PathBuf {
         binary.display()
     );
     binary
-}
-
-/// Every file under `dir`, by path relative to it.
-fn files(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(folder) = stack.pop() {
-        for entry in std::fs::read_dir(&folder).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                let bytes = std::fs::read(&path).unwrap();
-                out.insert(path.strip_prefix(dir).unwrap().to_path_buf(), bytes);
-            }
-        }
-    }
-    out
 }
 
 #[test]
@@ -83,7 +64,7 @@ fn the_library_example_fits_and_scores_as_llb_fit_and_predict() {
         .collect();
 
     // The same model: the card and every detector file, byte for byte.
-    let (cli_files, lib_files) = (files(&cli_model), files(&lib_model));
+    let (cli_files, lib_files) = (files_under(&cli_model), files_under(&lib_model));
     for (name, bytes) in &lib_files {
         assert!(cli_files.get(name) == Some(bytes), "{name:?} differs from `llb fit`'s");
     }

@@ -1,10 +1,10 @@
 //! Stage 1 split across jobs (`llb fit --stage1-only --subset k`, then `--from-stage1`), and
 //! processes at once on one cache: every cache entry is stored once, by one process, and whole.
 
-use super::pipeline::{scratch_cache, tiny_benchmark};
+use super::pipeline::{files_under, scratch_cache, tiny_benchmark};
 use llb_data::DefectKind;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 /// Log filter that shows the store events counted here.
@@ -41,24 +41,6 @@ fn run(command: &mut Command, what: &str) -> String {
 /// Exit code and stderr of a run expected to fail.
 fn failure(output: Output) -> (Option<i32>, String) {
     (output.status.code(), String::from_utf8_lossy(&output.stderr).into_owned())
-}
-
-/// Every file under `dir`, by relative path.
-fn files(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                let bytes = std::fs::read(&path).unwrap();
-                out.insert(path.strip_prefix(dir).unwrap().to_path_buf(), bytes);
-            }
-        }
-    }
-    out
 }
 
 /// The `path=` field of every log line with `event`: the key of each entry a process stored.
@@ -115,7 +97,7 @@ fn stage1_split_into_k_jobs_gives_the_model_folder_of_a_plain_fit() {
     let plain = tmp.join("plain");
     let own = scratch_cache(&tmp.join("plain-cache"));
     run(&mut fit(tmp, &own, &["--out", plain.to_str().unwrap()]), "plain fit");
-    let (split, plain) = (files(&split), files(&plain));
+    let (split, plain) = (files_under(&split), files_under(&plain));
     assert_eq!(split.keys().collect::<Vec<_>>(), plain.keys().collect::<Vec<_>>());
     for name in ["llb.json", "score_table.csv", "purification.csv"] {
         assert!(split.contains_key(Path::new(name)), "{name} missing");
@@ -176,7 +158,8 @@ fn two_processes_at_once_store_each_cache_entry_once() {
     assert_eq!(per_event("stored feature entry"), n_train, "{counts:?}");
     assert_eq!(per_event("stored sub-model scores"), K, "{counts:?}");
     let mut whole = 0;
-    for (path, bytes) in files(&cache.join("features")).into_iter().chain(files(&store)) {
+    for (path, bytes) in files_under(&cache.join("features")).into_iter().chain(files_under(&store))
+    {
         let name = path.to_string_lossy().into_owned();
         assert!(!name.contains(".tmp"), "a temporary file is left: {name}");
         if name.ends_with(".safetensors") {
