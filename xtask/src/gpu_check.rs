@@ -188,8 +188,11 @@ impl RowPair {
     }
 }
 
+/// How a compared metric is read from a result row.
+type ReadMetric = fn(&ResultRow) -> Option<f64>;
+
 /// The compared metrics: their names in the result rows, and how to read them.
-const METRICS: [(&str, fn(&ResultRow) -> Option<f64>); 4] = [
+const METRICS: [(&str, ReadMetric); 4] = [
     ("i_auroc", |r| Some(r.i_auroc)),
     ("i_ap", |r| Some(r.i_ap)),
     ("p_auroc", |r| r.p_auroc),

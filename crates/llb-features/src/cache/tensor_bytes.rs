@@ -52,6 +52,15 @@ pub(crate) fn safetensors_bytes(
     Ok(bytes)
 }
 
+/// Little-endian bytes of an f32 tensor's values in row-major order.
+///
+/// # Errors
+/// A tensor that is not f32.
+pub(crate) fn f32_le_bytes(t: &candle_core::Tensor) -> Result<Vec<u8>> {
+    let values = t.flatten_all()?.to_vec1::<f32>()?;
+    Ok(values.iter().flat_map(|v| v.to_le_bytes()).collect())
+}
+
 #[cfg(test)]
 mod safetensors_tests {
     use super::safetensors_bytes;
@@ -82,13 +91,4 @@ mod safetensors_tests {
         );
         assert!(err.unwrap_err().to_string().contains("`c`"));
     }
-}
-
-/// Little-endian bytes of an f32 tensor's values in row-major order.
-///
-/// # Errors
-/// A tensor that is not f32.
-pub(crate) fn f32_le_bytes(t: &candle_core::Tensor) -> Result<Vec<u8>> {
-    let values = t.flatten_all()?.to_vec1::<f32>()?;
-    Ok(values.iter().flat_map(|v| v.to_le_bytes()).collect())
 }
