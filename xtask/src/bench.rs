@@ -50,6 +50,12 @@ const EXAMPLES: &[(&str, &str, &str, &[&str])] = &[
         &["bench_detect"],
     ),
     (
+        "search",
+        "PatchCore exact 1-NN search vs faiss IndexFlatL2 at 3 bank sizes [BANK_IMAGES,.. [QUERY_IMAGES]]",
+        "llb-detect",
+        &["bench_search"],
+    ),
+    (
         "dinomaly",
         "Dinomaly seconds per training iteration at ViT-S 224 px, batch 8",
         "llb-detect",

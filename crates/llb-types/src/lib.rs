@@ -13,6 +13,9 @@
 //!
 //! With feature `sha256`, `sha256` is the one SHA-256 (as hex) the workspace hashes content with.
 //!
+//! With feature `gemm`, `gemm` is a bounds-checked f32 matrix product over strided views of
+//! slices, on the kernel candle's CPU `matmul` uses.
+//!
 //! With feature `fuzz` (tests only), `fuzz` holds the stable-Rust fuzzing harness every parser
 //! of outside bytes is tested with: seeded mutants of real files, panics counted, peak memory
 //! measured.
@@ -23,6 +26,8 @@
 pub mod atomic;
 #[cfg(feature = "fuzz")]
 pub mod fuzz;
+#[cfg(feature = "gemm")]
+pub mod gemm;
 mod id;
 mod input;
 mod lock;

@@ -120,6 +120,20 @@ impl PatchCore {
         self.inner.grid_scores(layers)
     }
 
+    /// Distance of every row of a patch matrix `[M, D]` to its nearest bank patch (`[M]` f32):
+    /// the search alone, for callers that already hold patches as rows.
+    ///
+    /// # Errors
+    /// [`crate::Error::Shape`] when `D` is not the bank's feature dimension.
+    pub fn nearest_distances(&self, patches: &Tensor) -> Result<Tensor> {
+        let (_, dim) = patches.dims2()?;
+        if dim != self.inner.bank.dim() {
+            let expected = format!("[M, {}]", self.inner.bank.dim());
+            return Err(shape_error("patch matrix", &expected, patches.dims()));
+        }
+        Ok(self.inner.bank.nearest(patches)?.distances)
+    }
+
     /// Rebuilds a model from its parts: `image_of` numbers the training image of each bank
     /// row (required by [`PatchScore::KthNearestImage`], ignored otherwise).
     pub(crate) fn from_parts(

@@ -97,8 +97,39 @@ impl MemoryBank {
     /// `‖q‖² + (‖b‖² − 2q·b)` with one matrix product per block; the block never exceeds
     /// [`SEARCH_BLOCK_BYTES`], so no all-pairs matrix is held. Squared distances are clamped at 0
     /// before the square root.
+    /// On the CPU with the nearest-patch rule, the search folds bank tiles into a running
+    /// minimum instead (`search.rs`), same distances up to the GEMM's rounding.
     pub(crate) fn nearest(&self, queries: &Tensor) -> Result<Nearest> {
+        let nearest_only = match &self.scoring {
+            Scoring::Nearest => true,
+            Scoring::MeanOfNearest(n) => (*n).min(self.len().max(1)) <= 1,
+            Scoring::KthNearestImage { .. } => false,
+        };
+        let on_cpu = queries.device().is_cpu() && self.features.device().is_cpu();
+        if nearest_only && on_cpu && self.len() > 0 && queries.dims2()?.1 == self.dim() {
+            return self.nearest_on_cpu(queries);
+        }
         self.nearest_in_blocks(queries, SEARCH_BLOCK_BYTES)
+    }
+
+    /// [`MemoryBank::nearest`] for the nearest-patch rule on the CPU.
+    fn nearest_on_cpu(&self, queries: &Tensor) -> Result<Nearest> {
+        let (m, dim) = queries.dims2()?;
+        let device = queries.device();
+        let q = queries.to_dtype(DType::F32)?.contiguous()?;
+        let q_sq = q.sqr()?.sum_keepdim(D::Minus1)?.flatten_all()?.to_vec1::<f32>()?;
+        let values = q.flatten_all()?.to_vec1::<f32>()?;
+        let norms = self.sq_norms.flatten_all()?.to_vec1::<f32>()?;
+        let (best, indices) = super::search::nearest_partial(&values, dim, &norms, |s, l| {
+            self.features.narrow(0, s, l)?.flatten_all()?.to_vec1::<f32>()
+        })?;
+        let distances: Vec<f32> =
+            best.iter().zip(&q_sq).map(|(b, q)| (b + q).max(0.0).sqrt()).collect();
+        tracing::debug!(n_queries = m, bank = self.len(), "nearest-neighbour search (cpu tiles)");
+        Ok(Nearest {
+            distances: Tensor::from_vec(distances, m, device)?,
+            indices: Tensor::from_vec(indices, m, device)?,
+        })
     }
 
     /// [`MemoryBank::nearest`] with blocks of at most `block_bytes` bytes (at least one row).
@@ -229,6 +260,12 @@ mod tests {
         let nearest = bank.nearest_in_blocks(&tensor(&query_rows), 7 * 4 * 600)?;
         let whole = bank.nearest(&tensor(&query_rows))?;
         assert_eq!(whole.indices.to_vec1::<u32>()?, nearest.indices.to_vec1::<u32>()?);
+        // The CPU tile search (`whole`) and the candle blocks agree up to the GEMM's rounding.
+        for (a, b) in
+            whole.distances.to_vec1::<f32>()?.iter().zip(nearest.distances.to_vec1::<f32>()?)
+        {
+            assert!((a - b).abs() <= 1e-5 * b.max(1.0), "{a} vs {b}");
+        }
         let dist = nearest.distances.to_vec1::<f32>()?;
         let idx = nearest.indices.to_vec1::<u32>()?;
         for (qi, q) in query_rows.iter().enumerate() {

@@ -6,6 +6,7 @@ mod bank;
 mod config;
 mod coreset;
 mod provenance;
+mod search;
 #[cfg(test)]
 pub(crate) mod test_data;
 #[cfg(test)]

@@ -16,9 +16,9 @@
 use super::kernels::{
     add_bias_layernorm_rows, add_bias_rows, bias_gelu_rows, layernorm_rows, softmax_rows_in_place,
 };
-use super::matmul::{MatMut, MatRef, Threads, gemm};
 use crate::Result;
 use candle_core::{CpuStorage, Storage, StorageRef, Tensor};
+use llb_types::gemm::{MatMut, MatRef, Threads, gemm};
 use rayon::prelude::*;
 
 /// The contiguous `f32` values of a tensor on the CPU, borrowed from its storage.

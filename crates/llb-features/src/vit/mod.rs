@@ -6,7 +6,6 @@ mod cpu;
 mod dinov2;
 mod interp;
 mod kernels;
-mod matmul;
 mod model;
 mod ops;
 mod weights;

@@ -1,14 +1,13 @@
 //! A bounds-checked f32 GEMM over strided views of slices, on the `gemm` crate (the kernel
-//! candle's CPU `matmul` uses), for the CPU path of the ViT: it lets the attention read the
-//! heads of the fused `qkv` buffer in place and write its output straight into the columns of
-//! the context buffer, and lets the projections accumulate into the residual stream, with no
-//! intermediate tensors.
+//! candle's CPU `matmul` uses). The ViT's CPU path uses it to read attention heads in place and
+//! accumulate into the residual stream; PatchCore's search to fold bank tiles into a running
+//! nearest neighbour without a distance matrix.
 
 use gemm::Parallelism;
 
 /// A read-only `rows × cols` matrix whose element `(i, j)` is `data[i·rs + j·cs]`.
 #[derive(Clone, Copy, Debug)]
-pub(super) struct MatRef<'a> {
+pub struct MatRef<'a> {
     data: &'a [f32],
     rows: usize,
     cols: usize,
@@ -28,13 +27,13 @@ fn fits(len: usize, rows: usize, cols: usize, rs: usize, cs: usize) -> bool {
 impl<'a> MatRef<'a> {
     /// A view of `data`; panics if it would reach past the end of `data` (a bug in the caller,
     /// whose shapes come from validated inputs).
-    pub(super) fn new(data: &'a [f32], rows: usize, cols: usize, rs: usize, cs: usize) -> Self {
+    pub fn new(data: &'a [f32], rows: usize, cols: usize, rs: usize, cs: usize) -> Self {
         assert!(fits(data.len(), rows, cols, rs, cs), "matrix view out of bounds");
         Self { data, rows, cols, rs, cs }
     }
 
     /// A row-major view with row stride `rs`.
-    pub(super) fn rows(data: &'a [f32], rows: usize, cols: usize, rs: usize) -> Self {
+    pub fn rows(data: &'a [f32], rows: usize, cols: usize, rs: usize) -> Self {
         Self::new(data, rows, cols, rs, 1)
     }
 }
@@ -42,7 +41,7 @@ impl<'a> MatRef<'a> {
 /// A writable row-major `rows × cols` matrix whose element `(i, j)` is `data[i·rs + j]`,
 /// `rs ≥ cols` so that no two elements share memory.
 #[derive(Debug)]
-pub(super) struct MatMut<'a> {
+pub struct MatMut<'a> {
     data: &'a mut [f32],
     rows: usize,
     cols: usize,
@@ -51,7 +50,7 @@ pub(super) struct MatMut<'a> {
 
 impl<'a> MatMut<'a> {
     /// A view of `data`; panics if it would reach past the end of `data` or overlap itself.
-    pub(super) fn new(data: &'a mut [f32], rows: usize, cols: usize, rs: usize) -> Self {
+    pub fn new(data: &'a mut [f32], rows: usize, cols: usize, rs: usize) -> Self {
         assert!(rows <= 1 || rs >= cols, "overlapping matrix rows");
         assert!(fits(data.len(), rows, cols, rs, 1), "matrix view out of bounds");
         Self { data, rows, cols, rs }
@@ -60,7 +59,7 @@ impl<'a> MatMut<'a> {
 
 /// How one product runs: on the calling thread, or split over `n` rayon threads.
 #[derive(Clone, Copy, Debug)]
-pub(super) enum Threads {
+pub enum Threads {
     /// The calling thread only (inside an already parallel loop).
     One,
     /// The global rayon pool's threads.
@@ -69,13 +68,7 @@ pub(super) enum Threads {
 
 /// `dst = a·b` (or `dst += a·b` when `accumulate`). Panics on mismatched shapes (a bug in the
 /// caller).
-pub(super) fn gemm(
-    dst: MatMut<'_>,
-    a: MatRef<'_>,
-    b: MatRef<'_>,
-    accumulate: bool,
-    threads: Threads,
-) {
+pub fn gemm(dst: MatMut<'_>, a: MatRef<'_>, b: MatRef<'_>, accumulate: bool, threads: Threads) {
     assert!(
         a.rows == dst.rows && b.cols == dst.cols && a.cols == b.rows,
         "gemm shapes: [{}x{}]·[{}x{}] into [{}x{}]",
