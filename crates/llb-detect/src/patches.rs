@@ -38,9 +38,14 @@ pub(crate) fn patch_matrix(layers: &[Tensor], device: &Device) -> Result<PatchMa
         }
         parts.push(layer.to_device(device)?.to_dtype(DType::F32)?);
     }
-    let stacked = if parts.len() == 1 { parts.remove(0) } else { Tensor::cat(&parts, 1)? };
-    let channels = stacked.dim(1)?;
-    let matrix = stacked.permute((0, 2, 3, 1))?.contiguous()?.reshape((n * h * w, channels))?;
+    // The concatenated layers are dropped as soon as the permuted copy exists, so at most two
+    // copies of the patches are alive at once.
+    let matrix = {
+        let stacked = if parts.len() == 1 { parts.remove(0) } else { Tensor::cat(&parts, 1)? };
+        drop(parts);
+        let channels = stacked.dim(1)?;
+        stacked.permute((0, 2, 3, 1))?.contiguous()?.reshape((n * h * w, channels))?
+    };
     ensure_finite(&matrix, "feature layers")?;
     Ok(PatchMatrix { matrix, n_images: n, grid: (h, w) })
 }
@@ -48,9 +53,27 @@ pub(crate) fn patch_matrix(layers: &[Tensor], device: &Device) -> Result<PatchMa
 /// Fails with [`Error::NonFinite`] when `tensor` holds a NaN or an infinity.
 pub(crate) fn ensure_finite(tensor: &Tensor, what: &str) -> Result<()> {
     // `x - x` is 0 for finite values and NaN for NaN or ±inf, and a sum of zeros is exactly 0.
-    let total = tensor.sub(tensor)?.abs()?.sum_all()?.to_dtype(DType::F32)?.to_scalar::<f32>()?;
-    if total == 0.0 { Ok(()) } else { Err(Error::NonFinite { what: what.to_string() }) }
+    // Checked in slices of at most `FINITE_CHECK_ELEMENTS` along dimension 0, so the check's
+    // temporaries stay small however large the tensor is.
+    let rows = tensor.dims().first().copied().unwrap_or(1).max(1);
+    let per_row = tensor.elem_count() / rows;
+    let step = (FINITE_CHECK_ELEMENTS / per_row.max(1)).max(1);
+    let mut start = 0;
+    while start < rows {
+        let len = step.min(rows - start);
+        let part =
+            if tensor.rank() == 0 { tensor.clone() } else { tensor.narrow(0, start, len)? };
+        let total = part.sub(&part)?.abs()?.sum_all()?.to_dtype(DType::F32)?.to_scalar::<f32>()?;
+        if total != 0.0 {
+            return Err(Error::NonFinite { what: what.to_string() });
+        }
+        start += len;
+    }
+    Ok(())
 }
+
+/// Largest slice [`ensure_finite`] checks at once (16 MiB of f32).
+const FINITE_CHECK_ELEMENTS: usize = 1 << 22;
 
 /// Builds an [`Error::Shape`].
 pub(crate) fn shape_error(what: &str, expected: &str, got: &[usize]) -> Error {
@@ -99,6 +122,15 @@ mod tests {
         assert!(matches!(patch_matrix(&[no_images], &dev), Err(Error::Empty { .. })));
         let nan = Tensor::new(&[[[[f32::NAN]]]], &dev)?;
         assert!(matches!(patch_matrix(&[nan], &dev), Err(Error::NonFinite { .. })));
+        // A non-finite value in the last of several checked slices.
+        let rows = 2 * FINITE_CHECK_ELEMENTS / 1024 + 1;
+        let mut values = vec![0.5_f32; rows * 1024];
+        values[rows * 1024 - 1] = f32::NEG_INFINITY;
+        let late = Tensor::from_vec(values, (rows, 1024), &dev)?;
+        assert!(matches!(ensure_finite(&late, "x"), Err(Error::NonFinite { .. })));
+        assert!(ensure_finite(&late.narrow(0, 0, rows - 1)?, "x").is_ok());
+        assert!(ensure_finite(&Tensor::new(0.5_f32, &dev)?, "x").is_ok());
+        assert!(ensure_finite(&Tensor::new(f32::NAN, &dev)?, "x").is_err());
         let inf = Tensor::new(&[[[[f32::INFINITY]]]], &dev)?;
         assert!(matches!(patch_matrix(&[inf], &dev), Err(Error::NonFinite { .. })));
         assert!(patch_matrix(&[ok], &dev).is_ok());

@@ -197,7 +197,7 @@ pub fn fit_final(
         None => train.ids.clone(),
     };
     let _span = tracing::info_span!("stage2", n_fit = kept.len()).entered();
-    let subset = train.subset(&kept)?;
+    let subset = train.subset(&in_id_order(&kept))?;
     let model = settings
         .detector
         .fit(&subset.ids, &subset.layers)
@@ -223,7 +223,7 @@ pub fn calibrate_threshold(
     ids.shuffle(&mut rng);
     let (fit_ids, held_out) =
         if ids.len() >= 4 { ids.split_at(ids.len() / 2) } else { (&ids[..], &ids[..]) };
-    let fit_on = train.subset(fit_ids)?;
+    let fit_on = train.subset(&in_id_order(fit_ids))?;
     let model = settings
         .detector
         .fit(&fit_on.ids, &fit_on.layers)
@@ -232,6 +232,14 @@ pub fn calibrate_threshold(
         .score(&train.subset(held_out)?.layers, (size, size), settings.test_score)?
         .image_scores;
     Ok(threshold_of(&scores))
+}
+
+/// `ids` sorted. Fits sort their rows by id anyway; a subset taken in id order lets them use
+/// its rows as they are instead of holding a reordered copy of every kept image's features.
+fn in_id_order(ids: &[SampleId]) -> Vec<SampleId> {
+    let mut sorted = ids.to_vec();
+    sorted.sort();
+    sorted
 }
 
 /// The `mad(3)` cut of held-out scores, or their maximum when they are all equal.
