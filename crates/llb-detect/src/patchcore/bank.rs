@@ -97,6 +97,7 @@ impl MemoryBank {
     /// `‖q‖² + (‖b‖² − 2q·b)` with one matrix product per block; the block never exceeds
     /// [`SEARCH_BLOCK_BYTES`], so no all-pairs matrix is held. Squared distances are clamped at 0
     /// before the square root.
+    ///
     /// On the CPU with the nearest-patch rule, the search folds bank tiles into a running
     /// minimum instead (`search.rs`), same distances up to the GEMM's rounding.
     pub(crate) fn nearest(&self, queries: &Tensor) -> Result<Nearest> {

@@ -2,18 +2,17 @@
 //! matrix.
 //!
 //! For each tile of `BANK_TILE` bank rows (copied once per search), every block of at most
-//! `QUERY_BLOCK` queries (fewer when that would leave a thread idle) computes `q·bᵀ` with one GEMM into a per-thread scratch buffer, then
-//! folds `‖b‖² − 2q·b` into its running minimum and index in the same pass. Memory beyond the
-//! inputs: one bank tile and one `QUERY_BLOCK × BANK_TILE` buffer per thread. Query blocks run
-//! in parallel, each GEMM on one thread, so no two threads write the same memory and the result
-//! does not depend on the thread count.
+//! `QUERY_BLOCK` queries computes `q·bᵀ` with one GEMM (split over the rayon pool) into one
+//! reused scratch buffer, then the block's rows are folded in parallel into their running
+//! minimum of `‖b‖² − 2q·b` and its index. Memory beyond the inputs: one bank tile and one
+//! `QUERY_BLOCK × BANK_TILE` buffer (16 MiB each at the sizes below and 1024 channels).
 
 use llb_types::gemm::{MatMut, MatRef, Threads, gemm};
 use rayon::prelude::*;
 
-/// Bank rows per tile (4 MiB at 1024 channels).
+/// Bank rows per tile.
 const BANK_TILE: usize = 2048;
-/// Most queries per GEMM; fewer when that leaves a thread idle.
+/// Most queries per GEMM.
 const QUERY_BLOCK: usize = 2048;
 
 /// For every query row of `queries` (`[M, D]` row-major), the smallest `‖b‖² − 2q·b` over the
