@@ -57,7 +57,7 @@ const EXAMPLES: &[(&str, &str, &str, &[&str])] = &[
     ),
     (
         "dinomaly",
-        "Dinomaly seconds per training iteration at ViT-S 224 px, batch 8",
+        "Dinomaly training step: hand-written CPU pass vs autograd vs PyTorch, 224/112 px [ITERS [SIDES]]",
         "llb-detect",
         &["bench_dinomaly"],
     ),

@@ -1,8 +1,16 @@
-//! Seconds per Dinomaly training iteration and per scored image at ViT-S dimensions (384
-//! channels, 8 encoder layers, 16×16 tokens: DINOv2-S on 224 px images), batch 8, on the CPU.
+//! Dinomaly training-step time at ViT-S dimensions (384 channels, 8 encoder layers, batch 8) on
+//! the CPU, in one run: the hand-written CPU pass, candle's autograd on the same weights
+//! (the path before it), and PyTorch on CPU (eager, the official code's way), at the token
+//! sides given (16 = 224 px, 8 = 112 px); then the scoring time per image at the first side.
 //!
-//! Run: `cargo run --release -p llb-detect --example bench_dinomaly [iterations] [token side]`
-//! (token side 16 is 224 px, 12 is 168 px, 8 is 112 px).
+//! Run: `cargo xtask bench dinomaly [iterations [sides]]`, e.g. `5 16,8`, or
+//! `cargo run --release -p llb-detect --example bench_dinomaly -- 5 16,8`.
+//!
+//! The peer: `torch` from PyPI in a virtual environment outside the repository
+//! (`$LLB_CACHE/peers/torch`), created on first use; `torch.set_num_threads` = this process's
+//! thread count; two warm-up steps, then the median of the iterations; its script is
+//! `examples/peers/dinomaly_step.py`. AdamW with AMSGrad stands in for StableAdamW (the same
+//! element-wise work plus one RMS per tensor). `LLB_BENCH_PEER=0` skips it.
 #![allow(clippy::print_stdout, reason = "a benchmark reports on stdout")]
 
 use std::time::Instant;
@@ -11,27 +19,80 @@ use candle_core::{Device, Tensor};
 use llb_detect::{Detector, DinomalyConfig, DinomalyTrainer};
 use llb_types::SampleId;
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let iterations: usize = std::env::args().nth(1).map_or(Ok(5), |s| s.parse())?;
-    let side: usize = std::env::args().nth(2).map_or(Ok(16), |s| s.parse())?;
-    let (n_images, channels, n_layers) = (16, 384, 8);
-    let px = side * 14;
-    let device = Device::Cpu;
-    // Deterministic pseudo-features (no unseeded RNG): smooth in space, distinct per layer.
-    let layers: Vec<Tensor> = (0..n_layers)
-        .map(|l| {
-            let len = n_images * channels * side * side;
-            let idx =
-                Tensor::arange(0u32, len as u32, &device)?.to_dtype(candle_core::DType::F32)?;
-            (idx * (0.37 + 0.01 * l as f64))?.sin()?.reshape((n_images, channels, side, side))
-        })
-        .collect::<Result<_, _>>()?;
+#[path = "peers/mod.rs"]
+mod peer;
 
+const TORCH_VERSION: &str = "2.15.0";
+const PEER_SCRIPT: &str = include_str!("peers/dinomaly_step.py");
+const N_IMAGES: usize = 16;
+const CHANNELS: usize = 384;
+const N_LAYERS: usize = 8;
+
+/// Deterministic pseudo-features (no unseeded RNG): smooth in space, distinct per layer.
+fn features(side: usize) -> candle_core::Result<Vec<Tensor>> {
+    (0..N_LAYERS)
+        .map(|l| {
+            let len = N_IMAGES * CHANNELS * side * side;
+            let idx = Tensor::arange(0u32, len as u32, &Device::Cpu)?
+                .to_dtype(candle_core::DType::F32)?;
+            (idx * (0.37 + 0.01 * l as f64))?.sin()?.reshape((N_IMAGES, CHANNELS, side, side))
+        })
+        .collect()
+}
+
+fn trainer(layers: &[Tensor], iterations: usize) -> llb_detect::Result<DinomalyTrainer> {
+    let mut config = DinomalyConfig::llb_cpu();
+    config.length = llb_detect::TrainingLength::Iterations(iterations + 1);
+    config.batch_size = 8;
+    let ids: Vec<SampleId> = (0..N_IMAGES).map(|i| SampleId::new(format!("img{i:03}"))).collect();
+    DinomalyTrainer::new(&config, &ids, layers)
+}
+
+/// Median seconds per step after one warm-up step.
+fn seconds_per_step(
+    layers: &[Tensor],
+    iterations: usize,
+    autograd: bool,
+) -> llb_detect::Result<f64> {
+    let mut trainer = trainer(layers, iterations)?;
+    trainer.use_autograd(autograd);
+    trainer.step()?;
+    let mut times = Vec::with_capacity(iterations);
+    for _ in 0..iterations {
+        let start = Instant::now();
+        trainer.step()?;
+        times.push(start.elapsed().as_secs_f64());
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(times[iterations / 2])
+}
+
+fn torch_peer(side: usize, iterations: usize, threads: usize) -> Result<(f64, String), String> {
+    if std::env::var("LLB_BENCH_PEER").is_ok_and(|v| v == "0") {
+        return Err("skipped (LLB_BENCH_PEER=0)".into());
+    }
+    let torch = format!("torch=={TORCH_VERSION}");
+    let python = peer::python("torch", &[&torch, "numpy"], "torch")?;
+    let args = [side, 8, threads, iterations].map(|v| v.to_string());
+    let v = peer::run_json(&python, PEER_SCRIPT, &args, threads)?;
+    let secs = v["secs"].as_f64().ok_or("no secs in the peer's output")?;
+    Ok((secs, v["torch"].as_str().unwrap_or("?").to_string()))
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let iterations: usize = std::env::args().nth(1).map_or(Ok(5), |s| s.parse())?.max(1);
+    let sides: Vec<usize> = std::env::args()
+        .nth(2)
+        .unwrap_or_else(|| "16,8".into())
+        .split(',')
+        .map(str::parse)
+        .collect::<Result<_, _>>()?;
+    let threads = candle_core::utils::get_num_threads();
     // Other processes distort timings on a 2-core machine: report the load around the run.
     let load = || std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim().to_string();
     let load_before = load();
     // The machine's matrix-multiply rate right now: the honest ceiling for this workload.
-    let a = Tensor::ones((1024, 1024), candle_core::DType::F32, &device)?;
+    let a = Tensor::ones((1024, 1024), candle_core::DType::F32, &Device::Cpu)?;
     a.matmul(&a)?;
     let start = Instant::now();
     for _ in 0..5 {
@@ -40,40 +101,49 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let gemm_gflops = 5.0 * 2.0 * 1024f64.powi(3) / start.elapsed().as_secs_f64() / 1e9;
     // Forward multiply-adds per token: bottleneck 8C², per decoder block 12C² (qkv, proj, MLP)
     // plus 2·C·head_dim for linear attention; training costs about 3 forwards.
-    let c = channels as f64;
+    let c = CHANNELS as f64;
     let macs_per_token = 8.0 * c * c + 8.0 * (12.0 * c * c + 2.0 * c * 64.0);
-    let train_gflop = 3.0 * 2.0 * macs_per_token * (8 * side * side) as f64 / 1e9;
-    let score_gflop = 2.0 * macs_per_token * (side * side) as f64 / 1e9;
 
-    let mut config = DinomalyConfig::llb_cpu();
-    config.length = llb_detect::TrainingLength::Iterations(iterations + 1);
-    config.batch_size = 8;
-    let ids: Vec<SampleId> = (0..n_images).map(|i| SampleId::new(format!("img{i:03}"))).collect();
-    let mut trainer = DinomalyTrainer::new(&config, &ids, &layers)?;
-    trainer.step()?; // warm-up: allocations, first-touch
-    let start = Instant::now();
-    for _ in 0..iterations {
-        trainer.step()?;
+    println!(
+        "Dinomaly training step, ViT-S dims (C=384, 8 blocks), batch 8, {threads} threads, median of {iterations}"
+    );
+    println!();
+    println!(
+        "| px | llb hand-written (s) | llb autograd (s) | speed-up | PyTorch CPU (s) | llb / PyTorch | llb GFLOP/s (share of GEMM) |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for &side in &sides {
+        let layers = features(side)?;
+        let fused = seconds_per_step(&layers, iterations, false)?;
+        let graph = seconds_per_step(&layers, iterations, true)?;
+        let peer = torch_peer(side, iterations, threads);
+        let gflop = 3.0 * 2.0 * macs_per_token * (8 * side * side) as f64 / 1e9;
+        let (peer_secs, ratio) = match &peer {
+            Ok((s, version)) => (format!("{s:.3} (torch {version})"), format!("{:.2}×", s / fused)),
+            Err(why) => (format!("– ({why})"), "–".into()),
+        };
+        println!(
+            "| {} | {fused:.3} | {graph:.3} | {:.2}× | {peer_secs} | {ratio} | {:.0} ({:.0} %) |",
+            side * 14,
+            graph / fused,
+            gflop / fused,
+            100.0 * gflop / fused / gemm_gflops
+        );
     }
-    let per_iter = start.elapsed().as_secs_f64() / iterations as f64;
 
-    let model = trainer.model();
+    let side = sides[0];
+    let px = side * 14;
+    let layers = features(side)?;
+    let model = trainer(&layers, 1)?.model()?;
     let test: Vec<Tensor> = layers.iter().map(|t| t.narrow(0, 0, 8)).collect::<Result<_, _>>()?;
     model.anomaly_maps(&test, (px, px))?;
     let start = Instant::now();
     let maps = model.anomaly_maps(&test, (px, px))?;
     let per_image = start.elapsed().as_secs_f64() / 8.0;
-
+    let score_gflop = 2.0 * macs_per_token * (side * side) as f64 / 1e9;
+    println!();
     println!(
-        "dinomaly ViT-S dims (C=384, 8 layers, {side}x{side} tokens = {px} px), batch 8, {} threads",
-        candle_core::utils::get_num_threads()
-    );
-    println!(
-        "train: {per_iter:.3} s/iteration (mean of {iterations}), ~{train_gflop:.0} GFLOP, {:.0} GFLOP/s",
-        train_gflop / per_iter
-    );
-    println!(
-        "score: {per_image:.4} s/image (batch 8, maps {:?}), ~{score_gflop:.1} GFLOP, {:.0} GFLOP/s",
+        "score: {per_image:.4} s/image at {px} px (batch 8, maps {:?}), {:.0} GFLOP/s",
         maps.dims(),
         score_gflop / per_image
     );

@@ -17,7 +17,6 @@
 #![allow(clippy::print_stdout, reason = "a benchmark reports on stdout")]
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Instant;
 
 use candle_core::{Device, Tensor};
@@ -30,6 +29,9 @@ const CHANNELS: usize = 1024;
 const SIDE: usize = 28;
 const REPS: usize = 3;
 const FAISS_VERSION: &str = "1.15.1";
+
+#[path = "peers/mod.rs"]
+mod peer;
 
 const PEER_SCRIPT: &str = r#"
 import json, sys, time
@@ -69,49 +71,6 @@ fn median_secs<T>(
     Ok((times[REPS / 2], out))
 }
 
-fn cache_root() -> PathBuf {
-    std::env::var_os("LLB_CACHE").map_or_else(
-        || PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/llb"),
-        PathBuf::from,
-    )
-}
-
-/// The peer's Python, creating its virtual environment on first use.
-fn peer_python() -> Result<PathBuf, String> {
-    let venv = cache_root().join("peers").join("faiss");
-    let python = venv.join("bin").join("python");
-    let has_faiss = |p: &Path| {
-        Command::new(p)
-            .args(["-c", "import faiss, numpy"])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
-    if has_faiss(&python) {
-        return Ok(python);
-    }
-    let run = |program: &Path, args: &[&str]| -> Result<(), String> {
-        let out = Command::new(program)
-            .args(args)
-            .output()
-            .map_err(|e| format!("cannot run {}: {e}", program.display()))?;
-        if out.status.success() {
-            Ok(())
-        } else {
-            let err = String::from_utf8_lossy(&out.stderr);
-            Err(format!("{} failed: {}", program.display(), err.lines().last().unwrap_or("")))
-        }
-    };
-    let venv_arg = venv.to_string_lossy();
-    run(Path::new("python3"), &["-m", "venv", &venv_arg])?;
-    let faiss = format!("faiss-cpu=={FAISS_VERSION}");
-    run(&python, &["-m", "pip", "install", "--quiet", &faiss, "numpy"])?;
-    if has_faiss(&python) {
-        Ok(python)
-    } else {
-        Err(format!("faiss missing in {}", venv.display()))
-    }
-}
-
 /// Median seconds of faiss's search and its nearest distances, or why the peer was skipped.
 fn faiss_peer(
     dir: &Path,
@@ -119,7 +78,8 @@ fn faiss_peer(
     queries: &[f32],
     threads: usize,
 ) -> Result<(f64, String, Vec<f32>), String> {
-    let python = peer_python()?;
+    let faiss = format!("faiss-cpu=={FAISS_VERSION}");
+    let python = peer::python("faiss", &[&faiss, "numpy"], "faiss, numpy")?;
     let write = |name: &str, values: &[f32]| -> Result<PathBuf, String> {
         let path = dir.join(name);
         let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
@@ -127,21 +87,14 @@ fn faiss_peer(
         Ok(path)
     };
     let (bank_path, query_path) = (write("bank.f32", bank)?, write("queries.f32", queries)?);
-    let out = Command::new(python)
-        .arg("-c")
-        .arg(PEER_SCRIPT)
-        .arg(bank_path)
-        .arg(query_path)
-        .args([CHANNELS.to_string(), threads.to_string(), REPS.to_string()])
-        .env("OMP_NUM_THREADS", threads.to_string())
-        .output()
-        .map_err(|e| format!("cannot run the peer: {e}"))?;
-    if !out.status.success() {
-        let err = String::from_utf8_lossy(&out.stderr);
-        return Err(format!("faiss peer failed: {}", err.lines().last().unwrap_or("")));
-    }
-    let v: serde_json::Value =
-        serde_json::from_slice(&out.stdout).map_err(|e| format!("faiss peer output: {e}"))?;
+    let args = [
+        bank_path.to_string_lossy().into_owned(),
+        query_path.to_string_lossy().into_owned(),
+        CHANNELS.to_string(),
+        threads.to_string(),
+        REPS.to_string(),
+    ];
+    let v = peer::run_json(&python, PEER_SCRIPT, &args, threads)?;
     let secs = v["secs"].as_f64().ok_or("no secs in the peer's output")?;
     let version = v["faiss"].as_str().unwrap_or("?").to_string();
     let distances = v["distances"]

@@ -60,6 +60,67 @@ fn moments(row: &[f32], eps: f64) -> (f32, f32) {
     (mean, 1.0 / (var + eps as f32).sqrt())
 }
 
+/// `y = (x − μ)·rstd·w + b` for every row of `x` (row length `w.len()`), in parallel.
+pub(crate) fn forward_rows(x: &[f32], w: &[f32], b: &[f32], eps: f64, y: &mut [f32]) {
+    let dim = w.len();
+    y.par_chunks_mut(dim * ROWS_PER_TASK).zip(x.par_chunks(dim * ROWS_PER_TASK)).for_each(
+        |(y, x)| {
+            for (y, x) in y.chunks_mut(dim).zip(x.chunks(dim)) {
+                let (mean, rstd) = moments(x, eps);
+                for (((y, x), w), b) in y.iter_mut().zip(x).zip(w).zip(b) {
+                    *y = (x - mean) * rstd * w + b;
+                }
+            }
+        },
+    );
+}
+
+/// The layer norm's backward for every row: writes `dx` for the output gradient `g` and
+/// returns `(dw, db)`. Per-block partial sums are collected in block order and added
+/// sequentially, so the result does not depend on how rayon schedules the blocks
+/// (bit-identical reruns).
+pub(crate) fn backward_rows(
+    x: &[f32],
+    w: &[f32],
+    g: &[f32],
+    eps: f64,
+    dx: &mut [f32],
+) -> (Vec<f32>, Vec<f32>) {
+    let dim = w.len();
+    let step = dim * ROWS_PER_TASK;
+    let partials: Vec<(Vec<f32>, Vec<f32>)> = dx
+        .par_chunks_mut(step)
+        .zip(x.par_chunks(step).zip(g.par_chunks(step)))
+        .map(|(dx, (x, g))| {
+            let (mut dw, mut db) = (vec![0f32; dim], vec![0f32; dim]);
+            for ((dx, x), g) in dx.chunks_mut(dim).zip(x.chunks(dim)).zip(g.chunks(dim)) {
+                let (mean, rstd) = moments(x, eps);
+                let (mut sum_g, mut sum_gx) = (0f32, 0f32);
+                for i in 0..dim {
+                    let xhat = (x[i] - mean) * rstd;
+                    let gw = g[i] * w[i];
+                    sum_g += gw;
+                    sum_gx += gw * xhat;
+                    dw[i] += g[i] * xhat;
+                    db[i] += g[i];
+                }
+                let (mean_g, mean_gx) = (sum_g / dim as f32, sum_gx / dim as f32);
+                for i in 0..dim {
+                    let xhat = (x[i] - mean) * rstd;
+                    dx[i] = rstd * (g[i] * w[i] - mean_g - xhat * mean_gx);
+                }
+            }
+            (dw, db)
+        })
+        .collect();
+    let (mut dw, mut db) = (vec![0f32; dim], vec![0f32; dim]);
+    for (pw, pb) in &partials {
+        dw.iter_mut().zip(pw).for_each(|(a, b)| *a += b);
+        db.iter_mut().zip(pb).for_each(|(a, b)| *a += b);
+    }
+    (dw, db)
+}
+
 impl CustomOp3 for LayerNorm {
     fn name(&self) -> &'static str {
         "llb-dinomaly-layer-norm"
@@ -85,16 +146,7 @@ impl CustomOp3 for LayerNorm {
             )));
         }
         let mut y = vec![0f32; x.len()];
-        y.par_chunks_mut(dim * ROWS_PER_TASK).zip(x.par_chunks(dim * ROWS_PER_TASK)).for_each(
-            |(y, x)| {
-                for (y, x) in y.chunks_mut(dim).zip(x.chunks(dim)) {
-                    let (mean, rstd) = moments(x, self.eps);
-                    for (((y, x), w), b) in y.iter_mut().zip(x).zip(w).zip(b) {
-                        *y = (x - mean) * rstd * w + b;
-                    }
-                }
-            },
-        );
+        forward_rows(x, w, b, self.eps, &mut y);
         Ok((CpuStorage::F32(y), l1.shape().clone()))
     }
 
@@ -109,39 +161,7 @@ impl CustomOp3 for LayerNorm {
         let dim = w.dim(0)?;
         let (xs, ws, gs) = (tensor_values(x)?, tensor_values(w)?, tensor_values(grad)?);
         let mut dx = vec![0f32; xs.len()];
-        let step = dim * ROWS_PER_TASK;
-        // Per-block partial sums, collected in block order and added sequentially: the result
-        // does not depend on how rayon schedules the blocks (bit-identical reruns).
-        let partials: Vec<(Vec<f32>, Vec<f32>)> = dx
-            .par_chunks_mut(step)
-            .zip(xs.par_chunks(step).zip(gs.par_chunks(step)))
-            .map(|(dx, (x, g))| {
-                let (mut dw, mut db) = (vec![0f32; dim], vec![0f32; dim]);
-                for ((dx, x), g) in dx.chunks_mut(dim).zip(x.chunks(dim)).zip(g.chunks(dim)) {
-                    let (mean, rstd) = moments(x, self.eps);
-                    let (mut sum_g, mut sum_gx) = (0f32, 0f32);
-                    for i in 0..dim {
-                        let xhat = (x[i] - mean) * rstd;
-                        let gw = g[i] * ws[i];
-                        sum_g += gw;
-                        sum_gx += gw * xhat;
-                        dw[i] += g[i] * xhat;
-                        db[i] += g[i];
-                    }
-                    let (mean_g, mean_gx) = (sum_g / dim as f32, sum_gx / dim as f32);
-                    for i in 0..dim {
-                        let xhat = (x[i] - mean) * rstd;
-                        dx[i] = rstd * (g[i] * ws[i] - mean_g - xhat * mean_gx);
-                    }
-                }
-                (dw, db)
-            })
-            .collect();
-        let (mut dw, mut db) = (vec![0f32; dim], vec![0f32; dim]);
-        for (pw, pb) in &partials {
-            dw.iter_mut().zip(pw).for_each(|(a, b)| *a += b);
-            db.iter_mut().zip(pb).for_each(|(a, b)| *a += b);
-        }
+        let (dw, db) = backward_rows(&xs, &ws, &gs, self.eps, &mut dx);
         let device = x.device();
         Ok((
             Some(Tensor::from_vec(dx, x.shape(), device)?),

@@ -5,6 +5,7 @@
 //! Output: anomaly maps `[N, H, W]`, higher = more anomalous.
 
 mod config;
+mod cpu;
 mod file;
 mod fused;
 mod loss;

@@ -7,9 +7,10 @@
 
 use std::collections::BTreeMap;
 
-use candle_core::{D, DType, Device, Tensor};
+use candle_core::{D, Device, Tensor};
 
 use super::config::{DinomalyConfig, WeightInit};
+pub(crate) use super::cpu::MaskValues;
 use super::rng::{self, Purpose};
 use crate::{Error, Result};
 
@@ -222,28 +223,40 @@ pub(crate) fn mean_of(tensors: &[Tensor]) -> Result<Tensor> {
     Ok((sum / tensors.len() as f64)?)
 }
 
-/// Draws the dropout masks of iteration `it` for a batch of `b` images of `n` tokens.
-pub(crate) fn dropout_masks(
+/// Draws the dropout masks of iteration `it` for a batch of `b` images of `n` tokens, as
+/// values (`0` or `1 / (1 − p)`), row-major like the tokens; `None` without dropout.
+pub(crate) fn dropout_values(
     config: &DinomalyConfig,
     it: usize,
     (b, n, c): (usize, usize, usize),
-    device: &Device,
-) -> Result<Option<DropoutMasks>> {
+) -> Option<MaskValues> {
     let p = config.dropout;
     if p == 0.0 {
-        return Ok(None);
+        return None;
     }
     let mut rng = rng::stream(config.seed, Purpose::Dropout, it as u64);
-    let scale = 1.0 / (1.0 - p);
-    let mut mask = |width: usize| -> Result<Tensor> {
-        let bits = rng::keep_mask(&mut rng, b * n * width, p);
-        let t = Tensor::from_vec(bits, (b, n, width), device)?;
-        Ok((t.to_dtype(DType::F32)? * scale)?)
+    let scale = (1.0 / (1.0 - p)) as f32;
+    let mut mask = |width: usize| -> Vec<f32> {
+        rng::keep_mask(&mut rng, b * n * width, p)
+            .into_iter()
+            .map(|k| f32::from(k) * scale)
+            .collect()
     };
+    Some(MaskValues { input: mask(c), hidden: mask(config.mlp_ratio * c), output: mask(c) })
+}
+
+/// [`dropout_values`] as tensors on `device`.
+pub(crate) fn dropout_masks(
+    values: Option<&MaskValues>,
+    (b, n, c): (usize, usize, usize),
+    device: &Device,
+) -> Result<Option<DropoutMasks>> {
+    let Some(v) = values else { return Ok(None) };
+    let hidden = v.hidden.len() / (b * n);
     Ok(Some(DropoutMasks {
-        input: mask(c)?,
-        hidden: mask(config.mlp_ratio * c)?,
-        output: mask(c)?,
+        input: Tensor::from_slice(&v.input, (b, n, c), device)?,
+        hidden: Tensor::from_slice(&v.hidden, (b, n, hidden), device)?,
+        output: Tensor::from_slice(&v.output, (b, n, c), device)?,
     }))
 }
 

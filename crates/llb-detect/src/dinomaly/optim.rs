@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use candle_core::{Tensor, Var};
+use rayon::prelude::*;
 
 use super::config::OptimizerConfig;
 use crate::Result;
@@ -109,6 +110,174 @@ pub(crate) fn step(
     Ok(())
 }
 
+/// [`clip_grad_norm`] on plain CPU buffers: the norm is summed in f64, tensor by tensor in
+/// name order.
+pub(crate) fn clip_grad_norm_values(grads: &mut BTreeMap<String, Vec<f32>>, max_norm: f64) -> f64 {
+    let norm = grads
+        .values()
+        .map(|g| g.par_chunks(CHUNK).map(sum_sq).collect::<Vec<_>>().iter().sum::<f64>())
+        .sum::<f64>()
+        .sqrt();
+    let factor = max_norm / (norm + 1e-6);
+    if factor < 1.0 {
+        let factor = factor as f32;
+        for g in grads.values_mut() {
+            g.par_chunks_mut(CHUNK).for_each(|g| g.iter_mut().for_each(|v| *v *= factor));
+        }
+    }
+    norm
+}
+
+/// Elements per parallel work item.
+const CHUNK: usize = 1 << 15;
+
+fn sum_sq(values: &[f32]) -> f64 {
+    values.iter().map(|&v| f64::from(v) * f64::from(v)).sum()
+}
+
+/// The weights and optimiser moments as plain CPU buffers, kept across the steps of the CPU
+/// pass (no tensor conversion per step); [`PlainState::to_state`] gives the tensor form that
+/// checkpoints store.
+pub(crate) struct PlainState {
+    pub(crate) step: usize,
+    pub(crate) weights: BTreeMap<String, Vec<f32>>,
+    exp_avg: BTreeMap<String, Vec<f32>>,
+    exp_avg_sq: BTreeMap<String, Vec<f32>>,
+    max_exp_avg_sq: BTreeMap<String, Vec<f32>>,
+}
+
+fn plain(map: &BTreeMap<String, Tensor>) -> Result<BTreeMap<String, Vec<f32>>> {
+    map.iter().map(|(k, t)| Ok((k.clone(), t.flatten_all()?.to_vec1::<f32>()?))).collect()
+}
+
+impl PlainState {
+    /// Copies `vars` and `state`.
+    pub(crate) fn new(vars: &BTreeMap<String, Var>, state: &OptimState) -> Result<Self> {
+        let weights: BTreeMap<String, Tensor> =
+            vars.iter().map(|(k, v)| (k.clone(), v.as_tensor().clone())).collect();
+        Ok(Self {
+            step: state.step,
+            weights: plain(&weights)?,
+            exp_avg: plain(&state.exp_avg)?,
+            exp_avg_sq: plain(&state.exp_avg_sq)?,
+            max_exp_avg_sq: plain(&state.max_exp_avg_sq)?,
+        })
+    }
+
+    /// The moments as tensors shaped like `vars`.
+    pub(crate) fn to_state(&self, vars: &BTreeMap<String, Var>) -> Result<OptimState> {
+        let tensors = |map: &BTreeMap<String, Vec<f32>>| -> Result<BTreeMap<String, Tensor>> {
+            map.iter()
+                .filter_map(|(k, v)| vars.get(k).map(|var| (k, v, var)))
+                .map(|(k, v, var)| {
+                    Ok((k.clone(), Tensor::from_slice(v, var.shape(), var.device())?))
+                })
+                .collect()
+        };
+        Ok(OptimState {
+            step: self.step,
+            exp_avg: tensors(&self.exp_avg)?,
+            exp_avg_sq: tensors(&self.exp_avg_sq)?,
+            max_exp_avg_sq: tensors(&self.max_exp_avg_sq)?,
+        })
+    }
+
+    /// The weights as tensors shaped like `vars`.
+    pub(crate) fn weight_tensors(
+        &self,
+        vars: &BTreeMap<String, Var>,
+    ) -> Result<BTreeMap<String, Tensor>> {
+        vars.iter()
+            .filter_map(|(k, var)| self.weights.get(k).map(|w| (k, w, var)))
+            .map(|(k, w, var)| Ok((k.clone(), Tensor::from_slice(w, var.shape(), var.device())?)))
+            .collect()
+    }
+
+    /// Writes the weights into `vars`.
+    pub(crate) fn write_weights(&self, vars: &BTreeMap<String, Var>) -> Result<()> {
+        for (name, var) in vars {
+            if let Some(w) = self.weights.get(name) {
+                var.set(&Tensor::from_slice(w, var.shape(), var.device())?)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// [`step`] on [`PlainState`], in parallel element-wise passes (the RMS of the update clip
+/// summed in f64, chunk partials added in order). Same arithmetic as [`step`].
+pub(crate) fn step_plain(
+    config: &OptimizerConfig,
+    lr: f64,
+    state: &mut PlainState,
+    grads: &BTreeMap<String, Vec<f32>>,
+) {
+    state.step += 1;
+    let t = state.step as i32;
+    let [beta1, beta2] = config.betas;
+    let (bias1, bias2) = (1.0 - beta1.powi(t), 1.0 - beta2.powi(t));
+    let (b1, b2) = (beta1 as f32, beta2 as f32);
+    let (one_b1, one_b2) = ((1.0 - beta1) as f32, (1.0 - beta2) as f32);
+    let inv_sqrt_bias2 = (1.0 / bias2.sqrt()) as f32;
+    let eps = config.eps as f32;
+    let decay = (1.0 - lr * config.weight_decay) as f32;
+    let denom = |v_hat: f32| v_hat.sqrt() * inv_sqrt_bias2 + eps;
+    for (name, p) in &mut state.weights {
+        let Some(g) = grads.get(name) else { continue };
+        let (Some(m), Some(v)) = (state.exp_avg.get_mut(name), state.exp_avg_sq.get_mut(name))
+        else {
+            continue;
+        };
+        // One pass for the moments, AMSGrad's running maximum and the sum of (g / denom)² for
+        // the update clip (chunk partials added in order); a second moves the weight.
+        let moments = |m: &mut [f32], v: &mut [f32], vmax: Option<&mut [f32]>, g: &[f32]| {
+            let mut sum = 0f64;
+            for j in 0..g.len() {
+                m[j] = m[j] * b1 + g[j] * one_b1;
+                v[j] = v[j] * b2 + g[j] * g[j] * one_b2;
+            }
+            let v_hat: &[f32] = match vmax {
+                Some(vmax) => {
+                    vmax.iter_mut().zip(v.iter()).for_each(|(a, &b)| *a = a.max(b));
+                    vmax
+                }
+                None => v,
+            };
+            for (&g, &v) in g.iter().zip(v_hat) {
+                sum += f64::from(g / denom(v)).powi(2);
+            }
+            sum
+        };
+        let vmax = if config.amsgrad { state.max_exp_avg_sq.get_mut(name) } else { None };
+        let chunks = m.par_chunks_mut(CHUNK).zip(v.par_chunks_mut(CHUNK)).zip(g.par_chunks(CHUNK));
+        let partials: Vec<f64> = match vmax {
+            Some(vmax) => chunks
+                .zip(vmax.par_chunks_mut(CHUNK))
+                .map(|(((m, v), g), vmax)| moments(m, v, Some(vmax), g))
+                .collect(),
+            None => chunks.map(|((m, v), g)| moments(m, v, None, g)).collect(),
+        };
+        let sum: f64 = partials.iter().sum();
+        let v_hat: &[f32] = match state.max_exp_avg_sq.get(name) {
+            Some(vmax) if config.amsgrad => vmax,
+            _ => v,
+        };
+        let scale = match config.update_clip {
+            Some(clip) => ((sum / g.len().max(1) as f64).sqrt() / clip).max(1.0),
+            None => 1.0,
+        };
+        let step_size = (lr / bias1 / scale) as f32;
+        p.par_chunks_mut(CHUNK).zip(m.par_chunks(CHUNK)).zip(v_hat.par_chunks(CHUNK)).for_each(
+            |((p, m), v_hat)| {
+                for j in 0..p.len() {
+                    let decayed = if config.weight_decay > 0.0 { p[j] * decay } else { p[j] };
+                    p[j] = decayed - step_size * (m[j] / denom(v_hat[j]));
+                }
+            },
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -176,6 +345,47 @@ mod tests {
         assert!(((a * a + b * b).sqrt() - 1.0).abs() < 1e-5);
         let norm = clip_grad_norm(&mut grads, 10.0)?;
         assert!((norm - 1.0).abs() < 1e-5);
+        Ok(())
+    }
+
+    #[test]
+    fn plain_buffer_step_and_clip_match_the_tensor_ones() -> Result<()> {
+        let dev = Device::Cpu;
+        for (amsgrad, clip, wd) in [(true, Some(0.5), 1e-2), (false, None, 0.0)] {
+            let mut cfg = config(clip, wd);
+            cfg.amsgrad = amsgrad;
+            let init: Vec<f32> = (0..70_000).map(|i| (i as f32 * 0.37).sin()).collect();
+            let make = || -> Result<BTreeMap<String, Var>> {
+                Ok(BTreeMap::from([("w".to_string(), Var::new(init.as_slice(), &dev)?)]))
+            };
+            let vars = make()?;
+            let mut tensor_state = OptimState::zeros(&vars, amsgrad)?;
+            let mut plain_state = PlainState::new(&vars, &tensor_state)?;
+            for it in 0..4 {
+                let g: Vec<f32> =
+                    (0..init.len()).map(|i| ((i * (it + 3)) as f32 * 0.011).cos()).collect();
+                let mut tensor_grads =
+                    BTreeMap::from([("w".to_string(), Tensor::new(g.as_slice(), &dev)?)]);
+                let mut plain_grads = BTreeMap::from([("w".to_string(), g)]);
+                let n1 = clip_grad_norm(&mut tensor_grads, 50.0)?;
+                let n2 = clip_grad_norm_values(&mut plain_grads, 50.0);
+                assert!((n1 - n2).abs() <= 1e-4 * n2, "norms {n1} vs {n2}");
+                step(&cfg, 0.01, &vars, &tensor_grads, &mut tensor_state)?;
+                step_plain(&cfg, 0.01, &mut plain_state, &plain_grads);
+            }
+            let a = vars["w"].as_tensor().to_vec1::<f32>()?;
+            let b = plain_state.weights["w"].clone();
+            let moments = plain_state.to_state(&vars)?;
+            assert_eq!(moments.step, tensor_state.step);
+            let (m1, m2) = (
+                moments.exp_avg["w"].to_vec1::<f32>()?,
+                tensor_state.exp_avg["w"].to_vec1::<f32>()?,
+            );
+            assert!(m1.iter().zip(&m2).all(|(a, b)| (a - b).abs() <= 1e-6 * (1.0 + b.abs())));
+            let err = a.iter().zip(&b).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+            let moved = a.iter().zip(&init).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+            assert!(moved > 1e-3 && err <= 1e-4 * moved, "moved {moved}, max difference {err}");
+        }
         Ok(())
     }
 }

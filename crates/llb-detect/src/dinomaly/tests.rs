@@ -173,6 +173,33 @@ fn resumed_training_equals_uninterrupted_training() -> Result<()> {
     check_resume(&llbnad)
 }
 
+#[test]
+fn the_cpu_pass_trains_like_autograd() -> Result<()> {
+    let config = tiny(6);
+    let layers = features(6, 3, false)?;
+    let train = |autograd: bool| -> Result<(Vec<f32>, DinomalyModel)> {
+        let mut trainer = DinomalyTrainer::new(&config, &row_ids(6), &layers)?;
+        trainer.use_autograd(autograd);
+        Ok((trainer.train_until(6)?, trainer.model()?))
+    };
+    let ((fused_losses, fused), (graph_losses, graph)) = (train(false)?, train(true)?);
+    for (a, b) in fused_losses.iter().zip(&graph_losses) {
+        assert!(
+            (a - b).abs() <= 1e-4 * b.abs().max(1.0),
+            "losses {fused_losses:?} vs {graph_losses:?}"
+        );
+    }
+    for (name, w) in &graph.weights {
+        let (x, y) = (
+            w.flatten_all()?.to_vec1::<f32>()?,
+            fused.weights[name].flatten_all()?.to_vec1::<f32>()?,
+        );
+        let err = x.iter().zip(&y).fold(0f32, |m, (p, q)| m.max((p - q).abs()));
+        assert!(err <= 1e-4, "weight {name}: max difference {err}");
+    }
+    Ok(())
+}
+
 /// Trains 9 iterations straight, and 4 + checkpoint + resume + 5; both must agree bit for bit.
 fn check_resume(config: &DinomalyConfig) -> Result<()> {
     let config = config.clone();
@@ -191,7 +218,7 @@ fn check_resume(config: &DinomalyConfig) -> Result<()> {
     losses.extend(second.train_until(9)?);
     assert_eq!(losses, straight_losses);
 
-    let (a, b) = (straight.model(), second.model());
+    let (a, b) = (straight.model()?, second.model()?);
     for (name, w) in &a.weights {
         let (x, y) =
             (w.flatten_all()?.to_vec1::<f32>()?, b.weights[name].flatten_all()?.to_vec1::<f32>()?);

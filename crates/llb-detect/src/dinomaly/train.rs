@@ -7,11 +7,12 @@ use candle_core::{Tensor, Var};
 use llb_types::SampleId;
 
 use super::config::DinomalyConfig;
+use super::cpu;
 use super::file;
 use super::loss::hard_mined_loss;
 use super::model::{DinomalyModel, FeatureShape, group_tokens};
 use super::network;
-use super::optim::{self, OptimState};
+use super::optim::{self, OptimState, PlainState};
 use crate::order::{Purpose as OrderPurpose, in_id_order, keyed_order};
 use crate::{Error, Fit, Result};
 
@@ -30,6 +31,11 @@ pub struct DinomalyTrainer {
     vars: BTreeMap<String, Var>,
     state: OptimState,
     iteration: usize,
+    /// Whether [`Self::step`] goes through candle's autograd on the CPU too.
+    autograd: bool,
+    /// The CPU pass's weights and moments, once it has run; `vars` and `state` are stale while
+    /// it exists (the model and checkpoints read it instead).
+    plain: Option<PlainState>,
 }
 
 impl std::fmt::Debug for DinomalyTrainer {
@@ -70,7 +76,16 @@ impl DinomalyTrainer {
             vars,
             state,
             iteration: 0,
+            autograd: false,
+            plain: None,
         })
+    }
+
+    /// With `true`, [`Self::step`] computes gradients through candle's autograd graph on the
+    /// CPU as on other devices, instead of the hand-written CPU pass; both give the same
+    /// gradients up to rounding. For comparisons (`cargo xtask bench dinomaly`) and tests.
+    pub fn use_autograd(&mut self, on: bool) {
+        self.autograd = on;
     }
 
     /// Iterations done so far.
@@ -111,39 +126,44 @@ impl DinomalyTrainer {
         let ids = Tensor::from_vec(ids.clone(), ids.len(), device)?;
         let targets: Vec<Tensor> =
             self.targets.iter().map(|t| t.index_select(&ids, 0)).collect::<Result<_, _>>()?;
-        let input = network::mean_of(&targets)?;
-        let masks = network::dropout_masks(&self.config, it, input.dims3()?, device)?;
-        let weights: network::Weights =
-            self.vars.iter().map(|(name, var)| (name.clone(), var.as_tensor().clone())).collect();
-        let outputs = network::forward(&self.config, &weights, &input, masks.as_ref())?;
-        let hm = &self.config.hard_mining;
-        let loss = hard_mined_loss(
-            &targets,
-            &outputs,
-            self.config.easy_fraction_at(it),
-            hm.easy_grad_factor,
-        )?;
-        let loss_value = loss.to_scalar::<f32>()?;
-        if !loss_value.is_finite() {
-            return Err(Error::NonFinite {
-                what: format!("dinomaly training loss at iteration {it}"),
-            });
-        }
-        let grad_store = loss.backward()?;
-        let mut grads = BTreeMap::new();
-        for (name, var) in &self.vars {
-            if let Some(g) = grad_store.get(var.as_tensor()) {
-                grads.insert(name.clone(), g.clone());
-            }
-        }
-        if let Some(max_norm) = self.config.optimizer.grad_clip_norm {
-            optim::clip_grad_norm(&mut grads, max_norm)?;
-        }
+        let (b, n, c) = targets[0].dims3()?;
+        let masks = network::dropout_values(&self.config, it, (b, n, c));
+        let batch = cpu::Batch {
+            targets: &targets,
+            masks: masks.as_ref(),
+            easy_fraction: self.config.easy_fraction_at(it),
+            easy_grad_factor: self.config.hard_mining.easy_grad_factor,
+        };
         let lr = self.config.lr_at(it, self.total_iterations());
-        optim::step(&self.config.optimizer, lr, &self.vars, &grads, &mut self.state)?;
+        let optimizer = &self.config.optimizer;
+        let loss = if self.autograd || !device.is_cpu() {
+            if let Some(plain) = self.plain.take() {
+                plain.write_weights(&self.vars)?;
+                self.state = plain.to_state(&self.vars)?;
+            }
+            let (loss, mut grads) = graph_loss_and_grads(&self.config, &self.vars, &batch)?;
+            finite(loss, it)?;
+            if let Some(max_norm) = optimizer.grad_clip_norm {
+                optim::clip_grad_norm(&mut grads, max_norm)?;
+            }
+            optim::step(optimizer, lr, &self.vars, &grads, &mut self.state)?;
+            loss
+        } else {
+            let plain = match &mut self.plain {
+                Some(plain) => plain,
+                None => self.plain.insert(PlainState::new(&self.vars, &self.state)?),
+            };
+            let (loss, mut grads) = cpu::loss_and_grads(&self.config, &plain.weights, &batch)?;
+            finite(loss, it)?;
+            if let Some(max_norm) = optimizer.grad_clip_norm {
+                optim::clip_grad_norm_values(&mut grads, max_norm);
+            }
+            optim::step_plain(optimizer, lr, plain, &grads);
+            loss
+        };
         self.iteration += 1;
-        tracing::debug!(iteration = it, loss = loss_value, lr, "dinomaly step");
-        Ok(loss_value)
+        tracing::debug!(iteration = it, loss, lr, "dinomaly step");
+        Ok(loss)
     }
 
     /// Runs iterations until `until` are done (the configuration's total at most) and returns
@@ -190,13 +210,20 @@ impl DinomalyTrainer {
     }
 
     /// The model as trained so far.
-    pub fn model(&self) -> DinomalyModel {
-        DinomalyModel {
+    ///
+    /// # Errors
+    /// A backend failure copying the CPU pass's weights into tensors.
+    pub fn model(&self) -> Result<DinomalyModel> {
+        let weights = match &self.plain {
+            Some(plain) => plain.weight_tensors(&self.vars)?,
+            None => self.vars.iter().map(|(n, v)| (n.clone(), v.as_detached_tensor())).collect(),
+        };
+        Ok(DinomalyModel {
             config: self.config.clone(),
             shape: self.shape,
-            weights: self.vars.iter().map(|(n, v)| (n.clone(), v.as_detached_tensor())).collect(),
+            weights,
             iterations_trained: self.iteration,
-        }
+        })
     }
 
     /// Writes weights, optimiser moments, iteration and RNG position (the seed in the stored
@@ -205,12 +232,20 @@ impl DinomalyTrainer {
     /// # Errors
     /// The file cannot be written.
     pub fn save_checkpoint(&self, path: &Path) -> Result<()> {
-        let model = self.model();
+        let model = self.model()?;
         let mut tensors = model.weights.clone();
+        let current;
+        let state = match &self.plain {
+            Some(plain) => {
+                current = plain.to_state(&self.vars)?;
+                &current
+            }
+            None => &self.state,
+        };
         let moments = [
-            ("exp_avg", &self.state.exp_avg),
-            ("exp_avg_sq", &self.state.exp_avg_sq),
-            ("max_exp_avg_sq", &self.state.max_exp_avg_sq),
+            ("exp_avg", &state.exp_avg),
+            ("exp_avg_sq", &state.exp_avg_sq),
+            ("max_exp_avg_sq", &state.max_exp_avg_sq),
         ];
         for (kind, map) in moments {
             for (name, t) in map {
@@ -218,7 +253,7 @@ impl DinomalyTrainer {
             }
         }
         let mut metadata: HashMap<String, String> = model.metadata("checkpoint");
-        metadata.insert("optim_step".into(), file::json(&self.state.step));
+        metadata.insert("optim_step".into(), file::json(&state.step));
         // Stored as bits: JSON float parsing is not guaranteed to round-trip.
         metadata.insert("data_fingerprint".into(), file::json(&self.fingerprint.to_bits()));
         file::write(path, &tensors, metadata)
@@ -280,6 +315,39 @@ impl DinomalyTrainer {
     }
 }
 
+/// An error unless the loss of iteration `it` is finite.
+fn finite(loss: f32, it: usize) -> Result<()> {
+    if loss.is_finite() {
+        Ok(())
+    } else {
+        Err(Error::NonFinite { what: format!("dinomaly training loss at iteration {it}") })
+    }
+}
+
+/// The loss of one batch and every weight's gradient through candle's autograd: the reference
+/// for [`cpu::loss_and_grads`], and the path on other devices.
+pub(crate) fn graph_loss_and_grads(
+    config: &DinomalyConfig,
+    vars: &BTreeMap<String, Var>,
+    batch: &cpu::Batch<'_>,
+) -> Result<(f32, BTreeMap<String, Tensor>)> {
+    let targets = batch.targets;
+    let input = network::mean_of(targets)?;
+    let masks = network::dropout_masks(batch.masks, input.dims3()?, input.device())?;
+    let weights: network::Weights =
+        vars.iter().map(|(name, var)| (name.clone(), var.as_tensor().clone())).collect();
+    let outputs = network::forward(config, &weights, &input, masks.as_ref())?;
+    let loss = hard_mined_loss(targets, &outputs, batch.easy_fraction, batch.easy_grad_factor)?;
+    let grad_store = loss.backward()?;
+    let mut grads = BTreeMap::new();
+    for (name, var) in vars {
+        if let Some(g) = grad_store.get(var.as_tensor()) {
+            grads.insert(name.clone(), g.clone());
+        }
+    }
+    Ok((loss.to_scalar::<f32>()?, grads))
+}
+
 /// A checksum of the training features, to refuse resuming on other data.
 fn fingerprint(targets: &[Tensor]) -> Result<f64> {
     let mut sum = 0f64;
@@ -309,6 +377,6 @@ impl Fit for DinomalyConfig {
         let _enter = span.enter();
         let losses = trainer.train_until(trainer.total_iterations())?;
         tracing::info!(final_loss = losses.last().copied(), "dinomaly trained");
-        Ok(trainer.model())
+        trainer.model()
     }
 }
