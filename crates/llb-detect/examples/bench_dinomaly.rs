@@ -1,7 +1,8 @@
 //! Dinomaly training-step time at ViT-S dimensions (384 channels, 8 encoder layers, batch 8) on
 //! the CPU, in one run: the hand-written CPU pass, candle's autograd on the same weights
 //! (the path before it), and PyTorch on CPU (eager, the official code's way), at the token
-//! sides given (16 = 224 px, 8 = 112 px); then the scoring time per image at the first side.
+//! sides given (16 = 224 px, 8 = 112 px), in three alternating rounds with ratios taken within
+//! each round; then the scoring time per image at the first side.
 //!
 //! Run: `cargo xtask bench dinomaly [iterations [sides]]`, e.g. `5 16,8`, or
 //! `cargo run --release -p llb-detect --example bench_dinomaly -- 5 16,8`.
@@ -27,6 +28,17 @@ const PEER_SCRIPT: &str = include_str!("peers/dinomaly_step.py");
 const N_IMAGES: usize = 16;
 const CHANNELS: usize = 384;
 const N_LAYERS: usize = 8;
+const ROUNDS: usize = 3;
+
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted[sorted.len() / 2]
+}
+
+fn list(values: &[f64]) -> String {
+    values.iter().map(|v| format!("{v:.2}")).collect::<Vec<_>>().join(" / ")
+}
 
 /// Deterministic pseudo-features (no unseeded RNG): smooth in space, distinct per layer.
 fn features(side: usize) -> candle_core::Result<Vec<Tensor>> {
@@ -105,30 +117,57 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let macs_per_token = 8.0 * c * c + 8.0 * (12.0 * c * c + 2.0 * c * 64.0);
 
     println!(
-        "Dinomaly training step, ViT-S dims (C=384, 8 blocks), batch 8, {threads} threads, median of {iterations}"
+        "Dinomaly training step, ViT-S dims (C=384, 8 blocks), batch 8, {threads} threads; \
+         {ROUNDS} rounds of (llb, autograd, PyTorch), each the median of {iterations} steps"
     );
     println!();
     println!(
-        "| px | llb hand-written (s) | llb autograd (s) | speed-up | PyTorch CPU (s) | llb / PyTorch | llb GFLOP/s (share of GEMM) |"
+        "| px | llb hand-written (s) | llb autograd (s) | speed-up, per round | PyTorch CPU (s) | llb / PyTorch, per round | llb GFLOP/s (share of GEMM) |"
     );
     println!("|---|---|---|---|---|---|---|");
+    let mut torch_version = None;
     for &side in &sides {
         let layers = features(side)?;
-        let fused = seconds_per_step(&layers, iterations, false)?;
-        let graph = seconds_per_step(&layers, iterations, true)?;
-        let peer = torch_peer(side, iterations, threads);
+        let (mut fused, mut graph, mut peer) = (Vec::new(), Vec::new(), Vec::new());
+        let mut peer_skipped = None;
+        // Rounds alternate the three so that a change in the machine's speed (it drifts on
+        // this shared host) reaches all of them; ratios are taken within a round.
+        for _ in 0..ROUNDS {
+            fused.push(seconds_per_step(&layers, iterations, false)?);
+            graph.push(seconds_per_step(&layers, iterations, true)?);
+            match torch_peer(side, iterations, threads) {
+                Ok((secs, version)) => {
+                    peer.push(secs);
+                    torch_version = Some(version);
+                }
+                Err(why) => peer_skipped = Some(why),
+            }
+        }
         let gflop = 3.0 * 2.0 * macs_per_token * (8 * side * side) as f64 / 1e9;
-        let (peer_secs, ratio) = match &peer {
-            Ok((s, version)) => (format!("{s:.3} (torch {version})"), format!("{:.2}×", s / fused)),
-            Err(why) => (format!("– ({why})"), "–".into()),
+        let speedups: Vec<f64> = graph.iter().zip(&fused).map(|(g, f)| g / f).collect();
+        let (peer_secs, ratio) = match peer_skipped {
+            Some(why) => (format!("– ({why})"), "–".into()),
+            None => {
+                let ratios: Vec<f64> = peer.iter().zip(&fused).map(|(p, f)| p / f).collect();
+                (
+                    format!("{:.3}", median(&peer)),
+                    format!("{:.2}× ({})", median(&ratios), list(&ratios)),
+                )
+            }
         };
+        let fused_median = median(&fused);
         println!(
-            "| {} | {fused:.3} | {graph:.3} | {:.2}× | {peer_secs} | {ratio} | {:.0} ({:.0} %) |",
+            "| {} | {fused_median:.3} | {:.3} | {:.2}× ({}) | {peer_secs} | {ratio} | {:.0} ({:.0} %) |",
             side * 14,
-            graph / fused,
-            gflop / fused,
-            100.0 * gflop / fused / gemm_gflops
+            median(&graph),
+            median(&speedups),
+            list(&speedups),
+            gflop / fused_median,
+            100.0 * gflop / fused_median / gemm_gflops
         );
+    }
+    if let Some(version) = torch_version {
+        println!("\nPeer: torch {version}, eager, AdamW(amsgrad) for StableAdamW.");
     }
 
     let side = sides[0];

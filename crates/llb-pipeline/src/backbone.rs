@@ -64,7 +64,8 @@ pub enum DetectorSettings {
     Patchcore(PatchCoreConfig),
     /// SoftPatch (Jiang et al., NeurIPS 2022).
     Softpatch(SoftPatchConfig),
-    /// Dinomaly (Guo et al., CVPR 2025), trained with candle's autograd.
+    /// Dinomaly (Guo et al., CVPR 2025), trained by the hand-written CPU pass on the CPU and
+    /// with candle's autograd elsewhere.
     Dinomaly(DinomalyConfig),
 }
 

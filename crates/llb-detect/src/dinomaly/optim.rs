@@ -243,8 +243,23 @@ pub(crate) fn step_plain(
                 }
                 None => v,
             };
-            for (&g, &v) in g.iter().zip(v_hat) {
-                sum += f64::from(g / denom(v)).powi(2);
+            // Eight f32 lanes per run of 512 values (a loop the compiler vectorises), each
+            // run's total added in f64.
+            for (g, v) in g.chunks(512).zip(v_hat.chunks(512)) {
+                let mut lanes = [0f32; 8];
+                let (g8, v8) = (g.chunks_exact(8), v.chunks_exact(8));
+                let tail = g8.remainder().iter().zip(v8.remainder());
+                for (g, v) in g8.zip(v8) {
+                    for k in 0..8 {
+                        let r = g[k] / denom(v[k]);
+                        lanes[k] += r * r;
+                    }
+                }
+                for (k, (&g, &v)) in tail.enumerate() {
+                    let r = g / denom(v);
+                    lanes[k] += r * r;
+                }
+                sum += lanes.iter().map(|&l| f64::from(l)).sum::<f64>();
             }
             sum
         };

@@ -36,6 +36,8 @@ pub struct DinomalyTrainer {
     /// The CPU pass's weights and moments, once it has run; `vars` and `state` are stale while
     /// it exists (the model and checkpoints read it instead).
     plain: Option<PlainState>,
+    /// The CPU pass's scratch buffers, reused from step to step.
+    buffers: cpu::Buffers,
 }
 
 impl std::fmt::Debug for DinomalyTrainer {
@@ -78,6 +80,7 @@ impl DinomalyTrainer {
             iteration: 0,
             autograd: false,
             plain: None,
+            buffers: cpu::Buffers::default(),
         })
     }
 
@@ -153,12 +156,14 @@ impl DinomalyTrainer {
                 Some(plain) => plain,
                 None => self.plain.insert(PlainState::new(&self.vars, &self.state)?),
             };
-            let (loss, mut grads) = cpu::loss_and_grads(&self.config, &plain.weights, &batch)?;
+            let (loss, mut grads) =
+                cpu::loss_and_grads(&self.config, &plain.weights, &batch, &mut self.buffers)?;
             finite(loss, it)?;
             if let Some(max_norm) = optimizer.grad_clip_norm {
                 optim::clip_grad_norm_values(&mut grads, max_norm);
             }
             optim::step_plain(optimizer, lr, plain, &grads);
+            grads.into_values().for_each(|g| self.buffers.give(g));
             loss
         };
         self.iteration += 1;

@@ -5,6 +5,7 @@
 //! `zₙ = qₙ·s`, `o = (q·kv) / z`. The work is parallel over images; every product is a small
 //! single-threaded GEMM.
 
+use super::buffers::Buffers;
 use llb_types::gemm::{MatMut, MatRef, Threads, gemm};
 use rayon::prelude::*;
 
@@ -46,72 +47,85 @@ fn phi_derivative_from_value(value: f32) -> f32 {
 }
 
 /// The mixed tokens `o` (`batch·tokens × channels`) of `qkv` (`batch·tokens × 3·channels`).
-pub(super) fn forward(qkv: &[f32], dims: Dims) -> (Vec<f32>, Saved) {
+pub(super) fn forward(qkv: &[f32], dims: Dims, buffers: &mut Buffers) -> (Vec<f32>, Saved) {
     let Dims { batch, tokens: n, channels: c, head_dim: d } = dims;
     let heads = dims.heads();
-    let mut o = vec![0f32; batch * n * c];
-    let per_image: Vec<Saved> = o
+    let mut o = buffers.take(batch * n * c);
+    let mut saved = Saved {
+        q: buffers.take(batch * heads * n * d),
+        k: buffers.take(batch * heads * n * d),
+        kv: buffers.take(batch * heads * d * d),
+        s: buffers.take(batch * heads * d),
+        z: buffers.take(batch * heads * n),
+    };
+    let per_image = o
         .par_chunks_mut(n * c)
         .zip(qkv.par_chunks(n * 3 * c))
-        .map(|(o, qkv)| {
-            let mut saved = Saved {
-                q: vec![0f32; heads * n * d],
-                k: vec![0f32; heads * n * d],
-                kv: vec![0f32; heads * d * d],
-                s: vec![0f32; heads * d],
-                z: vec![0f32; heads * n],
-            };
-            for h in 0..heads {
-                let q = &mut saved.q[h * n * d..(h + 1) * n * d];
-                let k = &mut saved.k[h * n * d..(h + 1) * n * d];
-                for t in 0..n {
-                    let row = &qkv[t * 3 * c..(t + 1) * 3 * c];
-                    for j in 0..d {
-                        q[t * d + j] = phi(row[h * d + j]);
-                        k[t * d + j] = phi(row[c + h * d + j]);
-                    }
-                }
-                let kv = &mut saved.kv[h * d * d..(h + 1) * d * d];
-                let v = MatRef::rows(&qkv[2 * c + h * d..], n, d, 3 * c);
-                gemm(MatMut::new(kv, d, d, d), MatRef::new(k, d, n, 1, d), v, false, Threads::One);
-                let s = &mut saved.s[h * d..(h + 1) * d];
-                for t in 0..n {
-                    s.iter_mut().zip(&k[t * d..(t + 1) * d]).for_each(|(s, k)| *s += k);
-                }
-                let z = &mut saved.z[h * n..(h + 1) * n];
-                for t in 0..n {
-                    z[t] = q[t * d..(t + 1) * d].iter().zip(s.iter()).map(|(q, s)| q * s).sum();
-                }
-                gemm(
-                    MatMut::new(&mut o[h * d..], n, d, c),
-                    MatRef::rows(q, n, d, d),
-                    MatRef::rows(kv, d, d, d),
-                    false,
-                    Threads::One,
-                );
-                for t in 0..n {
-                    o[t * c + h * d..t * c + (h + 1) * d].iter_mut().for_each(|v| *v /= z[t]);
+        .zip(saved.q.par_chunks_mut(heads * n * d))
+        .zip(saved.k.par_chunks_mut(heads * n * d))
+        .zip(saved.kv.par_chunks_mut(heads * d * d))
+        .zip(saved.s.par_chunks_mut(heads * d))
+        .zip(saved.z.par_chunks_mut(heads * n));
+    per_image.for_each(|((((((o, qkv), q), k), kv), s), z)| {
+        for h in 0..heads {
+            let q = &mut q[h * n * d..(h + 1) * n * d];
+            let k = &mut k[h * n * d..(h + 1) * n * d];
+            for t in 0..n {
+                let row = &qkv[t * 3 * c..(t + 1) * 3 * c];
+                for j in 0..d {
+                    q[t * d + j] = phi(row[h * d + j]);
+                    k[t * d + j] = phi(row[c + h * d + j]);
                 }
             }
-            saved
-        })
-        .collect();
-    let mut saved = Saved { q: vec![], k: vec![], kv: vec![], s: vec![], z: vec![] };
-    for image in per_image {
-        saved.q.extend(image.q);
-        saved.k.extend(image.k);
-        saved.kv.extend(image.kv);
-        saved.s.extend(image.s);
-        saved.z.extend(image.z);
-    }
+            let kv = &mut kv[h * d * d..(h + 1) * d * d];
+            let v = MatRef::rows(&qkv[2 * c + h * d..], n, d, 3 * c);
+            gemm(MatMut::new(kv, d, d, d), MatRef::new(k, d, n, 1, d), v, false, Threads::One);
+            let s = &mut s[h * d..(h + 1) * d];
+            s.fill(0.0);
+            for t in 0..n {
+                s.iter_mut().zip(&k[t * d..(t + 1) * d]).for_each(|(s, k)| *s += k);
+            }
+            let z = &mut z[h * n..(h + 1) * n];
+            for t in 0..n {
+                z[t] = q[t * d..(t + 1) * d].iter().zip(s.iter()).map(|(q, s)| q * s).sum();
+            }
+            gemm(
+                MatMut::new(&mut o[h * d..], n, d, c),
+                MatRef::rows(q, n, d, d),
+                MatRef::rows(kv, d, d, d),
+                false,
+                Threads::One,
+            );
+            for t in 0..n {
+                o[t * c + h * d..t * c + (h + 1) * d].iter_mut().for_each(|v| *v /= z[t]);
+            }
+        }
+    });
     (o, saved)
 }
 
+impl Saved {
+    /// Returns the buffers for reuse.
+    pub(super) fn give_back(self, buffers: &mut Buffers) {
+        for buffer in [self.q, self.k, self.kv, self.s, self.z] {
+            buffers.give(buffer);
+        }
+    }
+}
+
 /// The gradient with respect to `qkv` from the gradient `d_o` of [`forward`]'s output `o`.
-pub(super) fn backward(qkv: &[f32], o: &[f32], d_o: &[f32], saved: &Saved, dims: Dims) -> Vec<f32> {
+pub(super) fn backward(
+    qkv: &[f32],
+    o: &[f32],
+    d_o: &[f32],
+    saved: &Saved,
+    dims: Dims,
+    buffers: &mut Buffers,
+) -> Vec<f32> {
     let Dims { batch, tokens: n, channels: c, head_dim: d } = dims;
     let heads = dims.heads();
-    let mut dqkv = vec![0f32; batch * n * 3 * c];
+    // Every value is written: the q and k columns in the last loop, v's by a GEMM.
+    let mut dqkv = buffers.take(batch * n * 3 * c);
     dqkv.par_chunks_mut(n * 3 * c).enumerate().for_each(|(b, dqkv)| {
         let qkv = &qkv[b * n * 3 * c..(b + 1) * n * 3 * c];
         let (o, d_o) = (&o[b * n * c..(b + 1) * n * c], &d_o[b * n * c..(b + 1) * n * c]);

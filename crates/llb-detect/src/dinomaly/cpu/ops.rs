@@ -3,6 +3,7 @@
 //! A matrix of `rows × cols` is a slice of `rows·cols` values, row after row; a linear layer's
 //! weight is `[out, in]` as PyTorch stores it, so its forward is `y = x·Wᵀ + b`.
 
+use super::buffers::Buffers;
 use super::math;
 use llb_types::gemm::{MatMut, MatRef, Threads, gemm};
 use rayon::prelude::*;
@@ -16,34 +17,37 @@ const CHUNK: usize = 1 << 14;
 /// long one (measured: 110–115 GFLOP/s against about 200 for `[2048 × 1536]·[1536 × 384]` on
 /// two cores), so those weights are transposed into a contiguous copy first; the bias is
 /// written into the output and the product accumulated onto it.
-pub(super) fn linear(x: &[f32], w: &[f32], b: &[f32], rows: usize) -> Vec<f32> {
+pub(super) fn linear(
+    x: &[f32],
+    w: &[f32],
+    b: &[f32],
+    rows: usize,
+    buffers: &mut Buffers,
+) -> Vec<f32> {
     let out = b.len();
     let inp = w.len() / out;
-    let mut y = vec![0f32; rows * out];
+    let mut y = buffers.take(rows * out);
     y.par_chunks_mut(out * (CHUNK / out).max(1)).for_each(|rows| {
         rows.chunks_mut(out).for_each(|row| row.copy_from_slice(b));
     });
-    let transposed;
-    let w_t = if inp > out {
-        transposed = transpose(w, out, inp);
-        MatRef::rows(&transposed, inp, out, out)
+    let x = MatRef::rows(x, rows, inp, inp);
+    if inp > out {
+        let mut w_t = buffers.take(inp * out);
+        transpose(w, out, inp, &mut w_t);
+        let w_t_view = MatRef::rows(&w_t, inp, out, out);
+        gemm(MatMut::new(&mut y, rows, out, out), x, w_t_view, true, Threads::Pool);
+        buffers.give(w_t);
     } else {
-        MatRef::new(w, inp, out, 1, inp)
-    };
-    gemm(
-        MatMut::new(&mut y, rows, out, out),
-        MatRef::rows(x, rows, inp, inp),
-        w_t,
-        true,
-        Threads::Pool,
-    );
+        let w_t_view = MatRef::new(w, inp, out, 1, inp);
+        gemm(MatMut::new(&mut y, rows, out, out), x, w_t_view, true, Threads::Pool);
+    }
     y
 }
 
-/// The `cols × rows` transpose of a row-major `rows × cols` matrix, in cache-sized tiles.
-fn transpose(a: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+/// Writes the `cols × rows` transpose of a row-major `rows × cols` matrix into `t`, in
+/// cache-sized tiles.
+fn transpose(a: &[f32], rows: usize, cols: usize, t: &mut [f32]) {
     const TILE: usize = 32;
-    let mut t = vec![0f32; rows * cols];
     t.par_chunks_mut((rows * TILE).max(1)).enumerate().for_each(|(block, dst)| {
         let c0 = block * TILE;
         let width = dst.len() / rows;
@@ -55,7 +59,6 @@ fn transpose(a: &[f32], rows: usize, cols: usize) -> Vec<f32> {
             }
         }
     });
-    t
 }
 
 /// Gradients of [`linear`]: from the input `x` (`rows × in`) and the output gradient `dy`
@@ -66,11 +69,12 @@ pub(super) fn linear_backward(
     dy: &[f32],
     rows: usize,
     need_dx: bool,
+    buffers: &mut Buffers,
 ) -> (Option<Vec<f32>>, Vec<f32>, Vec<f32>) {
     let out = dy.len() / rows;
     let inp = w.len() / out;
     let dx = need_dx.then(|| {
-        let mut dx = vec![0f32; rows * inp];
+        let mut dx = buffers.take(rows * inp);
         gemm(
             MatMut::new(&mut dx, rows, inp, inp),
             MatRef::rows(dy, rows, out, out),
@@ -80,7 +84,7 @@ pub(super) fn linear_backward(
         );
         dx
     });
-    let mut dw = vec![0f32; out * inp];
+    let mut dw = buffers.take(out * inp);
     gemm(
         MatMut::new(&mut dw, out, inp, inp),
         MatRef::new(dy, out, rows, 1, out),
@@ -89,8 +93,9 @@ pub(super) fn linear_backward(
         Threads::Pool,
     );
     // Column sums as a product with a row of ones: one pass, in a fixed order.
-    let ones = vec![1f32; rows];
-    let mut db = vec![0f32; out];
+    let mut ones = buffers.take(rows);
+    ones.fill(1.0);
+    let mut db = buffers.take(out);
     gemm(
         MatMut::new(&mut db, 1, out, out),
         MatRef::rows(&ones, 1, rows, rows),
@@ -98,12 +103,13 @@ pub(super) fn linear_backward(
         false,
         Threads::Pool,
     );
+    buffers.give(ones);
     (dx, dw, db)
 }
 
 /// `gelu(x) = x·Φ(x)` of every element, with `Φ(x)` (what the backward pass needs).
-pub(super) fn gelu(x: &[f32]) -> (Vec<f32>, Vec<f32>) {
-    let (mut y, mut cdf) = (vec![0f32; x.len()], vec![0f32; x.len()]);
+pub(super) fn gelu(x: &[f32], buffers: &mut Buffers) -> (Vec<f32>, Vec<f32>) {
+    let (mut y, mut cdf) = (buffers.take(x.len()), buffers.take(x.len()));
     y.par_chunks_mut(CHUNK).zip(cdf.par_chunks_mut(CHUNK)).zip(x.par_chunks(CHUNK)).for_each(
         |((y, cdf), x)| {
             for ((y, cdf), &x) in y.iter_mut().zip(cdf.iter_mut()).zip(x) {
@@ -159,8 +165,13 @@ mod tests {
         let w: Vec<f32> = (0..out * inp).map(|i| (i as f32 * 0.3).cos()).collect();
         let b: Vec<f32> = (0..out).map(|i| i as f32 * 0.1).collect();
         let dy: Vec<f32> = (0..rows * out).map(|i| (i as f32 * 1.1).sin()).collect();
-        let y = linear(&x, &w, &b, rows);
-        let (dx, dw, db) = linear_backward(&x, &w, &dy, rows, true);
+        // Spare buffers of every size the calls take, poisoned: each must be overwritten.
+        let mut buffers = Buffers::default();
+        for len in [rows * out, rows * inp, out * inp, out, rows] {
+            buffers.give(vec![f32::NAN; len]);
+        }
+        let y = linear(&x, &w, &b, rows, &mut buffers);
+        let (dx, dw, db) = linear_backward(&x, &w, &dy, rows, true, &mut buffers);
         let dx = dx.expect("asked for dx");
         for r in 0..rows {
             for o in 0..out {
@@ -185,7 +196,10 @@ mod tests {
     #[test]
     fn gelu_matches_f64_and_its_derivative_a_central_difference() {
         let xs = [-3.0f32, -0.7, 0.0, 0.4, 2.5];
-        let (y, cdf) = gelu(&xs);
+        let mut buffers = Buffers::default();
+        buffers.give(vec![f32::NAN; xs.len()]);
+        buffers.give(vec![f32::NAN; xs.len()]);
+        let (y, cdf) = gelu(&xs, &mut buffers);
         let exact = |x: f64| 0.5 * x * (1.0 + libm::erf(x / std::f64::consts::SQRT_2));
         let mut dy = vec![1f32; xs.len()];
         gelu_backward_in_place(&mut dy, &xs, &cdf);

@@ -43,7 +43,7 @@ fn compare(
         .iter()
         .map(|(k, t)| Ok((k.clone(), t.flatten_all()?.to_vec1::<f32>()?)))
         .collect::<Result<_>>()?;
-    let (loss, grads) = loss_and_grads(config, &plain, &batch)?;
+    let (loss, grads) = loss_and_grads(config, &plain, &batch, &mut super::Buffers::default())?;
     let vars: BTreeMap<String, Var> = weights
         .iter()
         .map(|(k, t)| Ok((k.clone(), Var::from_tensor(t)?)))
