@@ -14,7 +14,8 @@
 //! With feature `sha256`, `sha256` is the one SHA-256 (as hex) the workspace hashes content with.
 //!
 //! With feature `gemm`, `gemm` is a bounds-checked f32 matrix product over strided views of
-//! slices, on the kernel candle's CPU `matmul` uses.
+//! slices, on the kernel candle's CPU `matmul` uses, and `fastmath` the vectorisable `erf`,
+//! GELU and `exp` the CPU kernels share.
 //!
 //! With feature `fuzz` (tests only), `fuzz` holds the stable-Rust fuzzing harness every parser
 //! of outside bytes is tested with: seeded mutants of real files, panics counted, peak memory
@@ -24,6 +25,8 @@
 //! and machines; a file written through [`atomic`] is never seen half-written.
 
 pub mod atomic;
+#[cfg(feature = "gemm")]
+pub mod fastmath;
 #[cfg(feature = "fuzz")]
 pub mod fuzz;
 #[cfg(feature = "gemm")]

@@ -146,6 +146,17 @@ pub(crate) struct PlainState {
     max_exp_avg_sq: BTreeMap<String, Vec<f32>>,
 }
 
+/// The buffers of `map` that have a weight in `vars`, as tensors of that weight's shape.
+fn shaped_like(
+    map: &BTreeMap<String, Vec<f32>>,
+    vars: &BTreeMap<String, Var>,
+) -> Result<BTreeMap<String, Tensor>> {
+    map.iter()
+        .filter_map(|(k, v)| vars.get(k).map(|var| (k, v, var)))
+        .map(|(k, v, var)| Ok((k.clone(), Tensor::from_slice(v, var.shape(), var.device())?)))
+        .collect()
+}
+
 fn plain(map: &BTreeMap<String, Tensor>) -> Result<BTreeMap<String, Vec<f32>>> {
     map.iter().map(|(k, t)| Ok((k.clone(), t.flatten_all()?.to_vec1::<f32>()?))).collect()
 }
@@ -166,19 +177,11 @@ impl PlainState {
 
     /// The moments as tensors shaped like `vars`.
     pub(crate) fn to_state(&self, vars: &BTreeMap<String, Var>) -> Result<OptimState> {
-        let tensors = |map: &BTreeMap<String, Vec<f32>>| -> Result<BTreeMap<String, Tensor>> {
-            map.iter()
-                .filter_map(|(k, v)| vars.get(k).map(|var| (k, v, var)))
-                .map(|(k, v, var)| {
-                    Ok((k.clone(), Tensor::from_slice(v, var.shape(), var.device())?))
-                })
-                .collect()
-        };
         Ok(OptimState {
             step: self.step,
-            exp_avg: tensors(&self.exp_avg)?,
-            exp_avg_sq: tensors(&self.exp_avg_sq)?,
-            max_exp_avg_sq: tensors(&self.max_exp_avg_sq)?,
+            exp_avg: shaped_like(&self.exp_avg, vars)?,
+            exp_avg_sq: shaped_like(&self.exp_avg_sq, vars)?,
+            max_exp_avg_sq: shaped_like(&self.max_exp_avg_sq, vars)?,
         })
     }
 
@@ -187,10 +190,7 @@ impl PlainState {
         &self,
         vars: &BTreeMap<String, Var>,
     ) -> Result<BTreeMap<String, Tensor>> {
-        vars.iter()
-            .filter_map(|(k, var)| self.weights.get(k).map(|w| (k, w, var)))
-            .map(|(k, w, var)| Ok((k.clone(), Tensor::from_slice(w, var.shape(), var.device())?)))
-            .collect()
+        shaped_like(&self.weights, vars)
     }
 
     /// Writes the weights into `vars`.

@@ -4,7 +4,7 @@
 //! workspace builds for the baseline, SSE2). All three versions run the same scalar arithmetic
 //! (plain multiply-adds, no contraction to FMA), so results do not depend on the machine.
 
-use super::ops::{exp_nonpositive, gelu};
+use llb_types::fastmath::{exp_nonpositive, gelu};
 
 /// Compiles `fn $name(args) body` for the baseline and, on x86-64, for AVX2 + FMA and AVX-512,
 /// and dispatches on the features detected at run time.

@@ -36,8 +36,9 @@ pub(super) struct Saved {
 
 #[inline]
 fn phi(x: f32) -> f32 {
-    // Both branches computed, then selected: the loop stays branch-free and vectorises.
-    let negative = super::math::exp(x.min(0.0));
+    // Both branches computed, then selected: the loop stays branch-free and vectorises (a
+    // comparison, not `f32::min`, whose NaN rule blocks that).
+    let negative = llb_types::fastmath::exp_nonpositive(if x < 0.0 { x } else { 0.0 });
     if x > 0.0 { x + 1.0 } else { negative }
 }
 

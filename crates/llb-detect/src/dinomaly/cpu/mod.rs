@@ -7,7 +7,6 @@
 mod attention;
 mod block;
 mod buffers;
-mod math;
 mod ops;
 
 pub(crate) use buffers::Buffers;

@@ -4,7 +4,7 @@
 //! weight is `[out, in]` as PyTorch stores it, so its forward is `y = x·Wᵀ + b`.
 
 use super::buffers::Buffers;
-use super::math;
+use llb_types::fastmath::{erf, exp_nonpositive};
 use llb_types::gemm::{MatMut, MatRef, Threads, gemm};
 use rayon::prelude::*;
 
@@ -113,7 +113,7 @@ pub(super) fn gelu(x: &[f32], buffers: &mut Buffers) -> (Vec<f32>, Vec<f32>) {
     y.par_chunks_mut(CHUNK).zip(cdf.par_chunks_mut(CHUNK)).zip(x.par_chunks(CHUNK)).for_each(
         |((y, cdf), x)| {
             for ((y, cdf), &x) in y.iter_mut().zip(cdf.iter_mut()).zip(x) {
-                *cdf = math::normal_cdf(x);
+                *cdf = 0.5 * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2));
                 *y = x * *cdf;
             }
         },
@@ -127,7 +127,7 @@ pub(super) fn gelu_backward_in_place(dy: &mut [f32], x: &[f32], cdf: &[f32]) {
     dy.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK).zip(cdf.par_chunks(CHUNK))).for_each(
         |(dy, (x, cdf))| {
             for ((dy, &x), &cdf) in dy.iter_mut().zip(x).zip(cdf) {
-                *dy *= cdf + x * math::exp(-0.5 * x * x) * inv_sqrt_2pi;
+                *dy *= cdf + x * exp_nonpositive(-0.5 * x * x) * inv_sqrt_2pi;
             }
         },
     );
