@@ -34,6 +34,7 @@ const DEPENDENCY_RULES: &[(&str, &[&str])] = &[
     ("llb-results", &["llb-pipeline", "llb-cli", "xtask"]),
     ("llb-pipeline", &["llb-cli", "xtask"]),
     ("llb-assets", &["llb-cli", "xtask"]),
+    ("llb-bench", &["llb-features", "llb-detect"]),
     ("candle-core", &["llb-features", "llb-detect", "llb-submodel", "llb-pipeline", "llb-cli"]),
     ("candle-nn", &["llb-features", "llb-detect", "llb-submodel", "llb-pipeline", "llb-cli"]),
     ("candle-transformers", &["llb-features", "llb-detect"]),
@@ -446,6 +447,7 @@ mod tests {
             "llb-results",
             "llb-pipeline",
             "llb-assets",
+            "llb-bench",
         ];
         for dep in internal {
             assert!(!dependency_allowed("llb-metrics", dep), "llb-metrics on {dep}");

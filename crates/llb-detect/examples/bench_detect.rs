@@ -16,14 +16,11 @@ use std::time::Instant;
 use candle_core::{Device, Tensor};
 use llb_detect::{Detector, Fit, ImageScoreRule, PatchCoreConfig, SoftPatchConfig};
 use llb_types::SampleId;
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
 
 const IMAGE_SIZE_PX: (usize, usize) = (224, 224);
 
 fn random_features(n: usize, c: usize, side: usize, seed: u64) -> candle_core::Result<Tensor> {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let values: Vec<f32> = (0..n * c * side * side).map(|_| rng.random::<f32>()).collect();
+    let values = llb_bench::uniform_values(n * c * side * side, seed);
     Tensor::from_vec(values, (n, c, side, side), &Device::Cpu)
 }
 

@@ -20,8 +20,7 @@ use candle_core::{Device, Tensor};
 use llb_detect::{Detector, DinomalyConfig, DinomalyTrainer};
 use llb_types::SampleId;
 
-#[path = "peers/mod.rs"]
-mod peer;
+use llb_bench::{load_average, median, peer_off, python, run_json};
 
 const TORCH_VERSION: &str = "2.15.0";
 const PEER_SCRIPT: &str = include_str!("peers/dinomaly_step.py");
@@ -29,12 +28,6 @@ const N_IMAGES: usize = 16;
 const CHANNELS: usize = 384;
 const N_LAYERS: usize = 8;
 const ROUNDS: usize = 3;
-
-fn median(values: &[f64]) -> f64 {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    sorted[sorted.len() / 2]
-}
 
 fn list(values: &[f64]) -> String {
     values.iter().map(|v| format!("{v:.2}")).collect::<Vec<_>>().join(" / ")
@@ -80,13 +73,13 @@ fn seconds_per_step(
 }
 
 fn torch_peer(side: usize, iterations: usize, threads: usize) -> Result<(f64, String), String> {
-    if std::env::var("LLB_BENCH_PEER").is_ok_and(|v| v == "0") {
+    if peer_off() {
         return Err("skipped (LLB_BENCH_PEER=0)".into());
     }
     let torch = format!("torch=={TORCH_VERSION}");
-    let python = peer::python("torch", &[&torch, "numpy"], "torch")?;
+    let python = python("torch", &[&torch, "numpy"], "torch")?;
     let args = [side, 8, threads, iterations].map(|v| v.to_string());
-    let v = peer::run_json(&python, PEER_SCRIPT, &args, threads)?;
+    let v = run_json(&python, PEER_SCRIPT, &args, threads)?;
     let secs = v["secs"].as_f64().ok_or("no secs in the peer's output")?;
     Ok((secs, v["torch"].as_str().unwrap_or("?").to_string()))
 }
@@ -101,7 +94,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .collect::<Result<_, _>>()?;
     let threads = candle_core::utils::get_num_threads();
     // Other processes distort timings on a 2-core machine: report the load around the run.
-    let load = || std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim().to_string();
+    let load = load_average;
     let load_before = load();
     // The machine's matrix-multiply rate right now: the honest ceiling for this workload.
     let a = Tensor::ones((1024, 1024), candle_core::DType::F32, &Device::Cpu)?;

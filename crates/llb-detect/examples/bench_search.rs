@@ -17,21 +17,17 @@
 #![allow(clippy::print_stdout, reason = "a benchmark reports on stdout")]
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use candle_core::{Device, Tensor};
 use llb_detect::{Fit, PatchCoreConfig};
 use llb_types::SampleId;
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
 
 const CHANNELS: usize = 1024;
 const SIDE: usize = 28;
 const REPS: usize = 3;
 const FAISS_VERSION: &str = "1.15.1";
 
-#[path = "peers/mod.rs"]
-mod peer;
+use llb_bench::{load_average, median_secs, peer_off, python, run_json};
 
 const PEER_SCRIPT: &str = r#"
 import json, sys, time
@@ -51,24 +47,8 @@ print(json.dumps({"secs": ts[len(ts) // 2], "faiss": faiss.__version__,
 "#;
 
 fn random_features(n: usize, seed: u64) -> candle_core::Result<Tensor> {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let values: Vec<f32> = (0..n * CHANNELS * SIDE * SIDE).map(|_| rng.random::<f32>()).collect();
+    let values = llb_bench::uniform_values(n * CHANNELS * SIDE * SIDE, seed);
     Tensor::from_vec(values, (n, CHANNELS, SIDE, SIDE), &Device::Cpu)
-}
-
-/// Median seconds of `REPS` runs of `f`, after one warm-up run.
-fn median_secs<T>(
-    mut f: impl FnMut() -> Result<T, Box<dyn std::error::Error>>,
-) -> Result<(f64, T), Box<dyn std::error::Error>> {
-    let mut out = f()?;
-    let mut times = Vec::with_capacity(REPS);
-    for _ in 0..REPS {
-        let start = Instant::now();
-        out = f()?;
-        times.push(start.elapsed().as_secs_f64());
-    }
-    times.sort_by(f64::total_cmp);
-    Ok((times[REPS / 2], out))
 }
 
 /// Median seconds of faiss's search and its nearest distances, or why the peer was skipped.
@@ -79,7 +59,7 @@ fn faiss_peer(
     threads: usize,
 ) -> Result<(f64, String, Vec<f32>), String> {
     let faiss = format!("faiss-cpu=={FAISS_VERSION}");
-    let python = peer::python("faiss", &[&faiss, "numpy"], "faiss, numpy")?;
+    let python = python("faiss", &[&faiss, "numpy"], "faiss, numpy")?;
     let write = |name: &str, values: &[f32]| -> Result<PathBuf, String> {
         let path = dir.join(name);
         let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
@@ -94,7 +74,7 @@ fn faiss_peer(
         threads.to_string(),
         REPS.to_string(),
     ];
-    let v = peer::run_json(&python, PEER_SCRIPT, &args, threads)?;
+    let v = run_json(&python, PEER_SCRIPT, &args, threads)?;
     let secs = v["secs"].as_f64().ok_or("no secs in the peer's output")?;
     let version = v["faiss"].as_str().unwrap_or("?").to_string();
     let distances = v["distances"]
@@ -116,12 +96,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .collect::<Result<_, _>>()?;
     let n_queries: usize = args.get(1).map_or(Ok(10), |s| s.parse())?;
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let peer = std::env::var("LLB_BENCH_PEER").map_or(true, |v| v != "0");
+    let peer = !peer_off();
     println!("# bench_search: exact 1-NN, {CHANNELS} channels, {threads} threads");
-    println!(
-        "load average at start: {}",
-        std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim()
-    );
+    println!("load average at start: {}", load_average());
     println!();
     println!(
         "| bank (patches) | queries | llb ms | llb GFLOP/s | faiss ms | faiss GFLOP/s | llb / faiss speed | max |Δd| |"
@@ -139,7 +116,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let model = config.fit(&ids, &[random_features(n_bank, 10)?])?;
         let bank_len = model.bank_len();
         let (ours, distances) =
-            median_secs(|| Ok(model.nearest_distances(&test)?.to_vec1::<f32>()?))?;
+            median_secs(1, REPS, || -> Result<Vec<f32>, Box<dyn std::error::Error>> {
+                Ok(model.nearest_distances(&test)?.to_vec1::<f32>()?)
+            })?;
         let flops = 2.0 * (queries.len() / CHANNELS) as f64 * bank_len as f64 * CHANNELS as f64;
         let rate = |secs: f64| format!("{:.1}", flops / secs / 1e9);
         let peer_cells = if peer {
@@ -179,9 +158,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!(
         "faiss {version} (`IndexFlatL2`, exact), one warm-up search each, medians of {REPS}; llb: `PatchCore::nearest_distances` (tiled exact search), same bank and query bytes."
     );
-    println!(
-        "load average at end: {}",
-        std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim()
-    );
+    println!("load average at end: {}", load_average());
     Ok(())
 }

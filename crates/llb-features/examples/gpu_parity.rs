@@ -16,7 +16,6 @@
 
 use candle_core::{Device, Tensor};
 use llb_features::{Dinov2Config, Dinov2Encoder, Encoder, ViTConfig};
-use std::path::PathBuf;
 use std::time::Instant;
 
 /// The example's error type: boxed, as an example is not a library.
@@ -53,12 +52,6 @@ fn options() -> Result<Options> {
         }
     }
     Ok(opts)
-}
-
-fn cache_root() -> PathBuf {
-    std::env::var_os("LLB_CACHE").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache").join("llb")
-    })
 }
 
 /// A fixed batch `[8, 3, 224, 224]`: smooth colour gradients with a seeded pseudo-random
@@ -155,7 +148,7 @@ fn cuda_device(_ordinal: usize) -> Result<Device> {
 
 fn main() -> Result<()> {
     let opts = options()?;
-    let weights = cache_root().join("weights").join("dinov2-vits14.safetensors");
+    let weights = llb_bench::cache_root().join("weights").join("dinov2-vits14.safetensors");
     if !weights.is_file() {
         return Err(format!(
             "missing {}: run `cargo run -p llb-cli --release -- fetch` first",
