@@ -459,8 +459,13 @@ mod tests {
         for dep in ["llb-types", "llb-purify"] {
             assert!(dependency_allowed("llb-results", dep), "llb-results on {dep}");
         }
-        for dep in internal.iter().filter(|d| !matches!(**d, "llb-pipeline" | "llb-assets")) {
+        for dep in
+            internal.iter().filter(|d| !matches!(**d, "llb-pipeline" | "llb-assets" | "llb-bench"))
+        {
             assert!(dependency_allowed("llb-pipeline", dep), "llb-pipeline on {dep}");
+        }
+        for krate in ["llb-pipeline", "llb-cli", "llb-purify", "llb-metrics"] {
+            assert!(!dependency_allowed(krate, "llb-bench"), "{krate} on llb-bench");
         }
         assert!(!dependency_allowed("llb-purify", "llb-data"));
         assert!(dependency_allowed("anything", "serde"));
