@@ -36,24 +36,55 @@ impl Detector for MeanPatchModel {
     }
 }
 
-/// Content hashes standing in for image files: `content-<i>`.
-fn contents(n: usize) -> Vec<String> {
-    (0..n).map(|i| format!("content-{i}")).collect()
+/// A toy training set: `n` images of `[2, 3, 3]` features, normal ones near 0 and anomalous
+/// ones (every 5th) near 4, with content hashes `content-<i>` standing in for image files.
+struct Toy {
+    ids: Vec<SampleId>,
+    content: Vec<String>,
+    groups: Vec<Option<GroupId>>,
+    layers: [Tensor; 1],
 }
 
-/// `n` images of `[2, 3, 3]` features: normal ones near 0, anomalous ones (every 5th) near 4.
-fn training_set(n: usize) -> (Vec<SampleId>, Vec<Option<GroupId>>, Tensor) {
-    let ids = (0..n).map(|i| SampleId::new(format!("train/{i:03}.png"))).collect();
-    let groups = vec![None; n];
-    let values: Vec<f32> = (0..n * 18)
-        .map(|v| {
-            let image = v / 18;
-            let base = if image % 5 == 0 { 4.0 } else { 0.0 };
-            base + ((v * 7919) % 13) as f32 / 100.0
-        })
-        .collect();
-    let layer = Tensor::from_vec(values, (n, 2, 3, 3), &Device::Cpu).unwrap();
-    (ids, groups, layer)
+impl Toy {
+    fn new(n: usize) -> Self {
+        let values: Vec<f32> = (0..n * 18)
+            .map(|v| {
+                let image = v / 18;
+                let base = if image % 5 == 0 { 4.0 } else { 0.0 };
+                base + ((v * 7919) % 13) as f32 / 100.0
+            })
+            .collect();
+        Self {
+            ids: (0..n).map(|i| SampleId::new(format!("train/{i:03}.png"))).collect(),
+            content: (0..n).map(|i| format!("content-{i}")).collect(),
+            groups: vec![None; n],
+            layers: [Tensor::from_vec(values, (n, 2, 3, 3), &Device::Cpu).unwrap()],
+        }
+    }
+
+    /// The same samples with their rows in reverse order.
+    fn reversed(&self) -> Self {
+        let n = self.ids.len();
+        let index = Tensor::from_vec((0..n as u32).rev().collect(), n, &Device::Cpu).unwrap();
+        Self {
+            ids: self.ids.iter().rev().cloned().collect(),
+            content: self.content.iter().rev().cloned().collect(),
+            groups: self.groups.iter().rev().cloned().collect(),
+            layers: [self.layers[0].index_select(&index, 0).unwrap()],
+        }
+    }
+
+    /// Every sample, no fit mask.
+    fn train(&self) -> TrainingSet<'_> {
+        TrainingSet {
+            ids: &self.ids,
+            content_sha256: &self.content,
+            groups: &self.groups,
+            fit_mask: None,
+            layers: &self.layers,
+            image_size_px: (3, 3),
+        }
+    }
 }
 
 fn config(k: usize) -> Stage1Config {
@@ -66,17 +97,8 @@ fn config(k: usize) -> Stage1Config {
 
 #[test]
 fn every_sample_is_scored_by_every_submodel_with_membership_flags() {
-    let (ids, groups, layer) = training_set(20);
-    let content = contents(20);
-    let layers = [layer];
-    let train = TrainingSet {
-        ids: &ids,
-        content_sha256: &content,
-        groups: &groups,
-        fit_mask: None,
-        layers: &layers,
-        image_size_px: (3, 3),
-    };
+    let toy = Toy::new(20);
+    let train = toy.train();
     let fit = MeanPatch { fits: AtomicUsize::new(0) };
     let out = run_stage1(&fit, &train, &config(4), "toy", None).unwrap();
     assert_eq!(fit.fits.load(Ordering::SeqCst), 4);
@@ -102,17 +124,8 @@ fn every_sample_is_scored_by_every_submodel_with_membership_flags() {
 
 #[test]
 fn a_resumed_run_reuses_scores_and_gives_the_same_table() {
-    let (ids, groups, layer) = training_set(15);
-    let content = contents(15);
-    let layers = [layer];
-    let train = TrainingSet {
-        ids: &ids,
-        content_sha256: &content,
-        groups: &groups,
-        fit_mask: None,
-        layers: &layers,
-        image_size_px: (3, 3),
-    };
+    let toy = Toy::new(15);
+    let train = toy.train();
     let dir = tempfile::tempdir().unwrap();
     let first = MeanPatch { fits: AtomicUsize::new(0) };
     let a = run_stage1(&first, &train, &config(3), "toy", Some(dir.path())).unwrap();
@@ -126,7 +139,7 @@ fn a_resumed_run_reuses_scores_and_gives_the_same_table() {
     assert_eq!(third.fits.load(Ordering::SeqCst), 3);
     // The same ids with other image contents (another folder with the same file names) refit
     // every sub-model instead of reusing the first folder's scores.
-    let mut other_content = content.clone();
+    let mut other_content = toy.content.clone();
     other_content[7] = "another-image".into();
     let train = TrainingSet { content_sha256: &other_content, ..train };
     let fourth = MeanPatch { fits: AtomicUsize::new(0) };
@@ -140,17 +153,8 @@ fn a_resumed_run_reuses_scores_and_gives_the_same_table() {
 /// before anything is fitted.
 #[test]
 fn submodels_fitted_one_per_job_assemble_to_the_uninterrupted_table() {
-    let (ids, groups, layer) = training_set(15);
-    let content = contents(15);
-    let layers = [layer];
-    let train = TrainingSet {
-        ids: &ids,
-        content_sha256: &content,
-        groups: &groups,
-        fit_mask: None,
-        layers: &layers,
-        image_size_px: (3, 3),
-    };
+    let toy = Toy::new(15);
+    let train = toy.train();
     let fit = MeanPatch { fits: AtomicUsize::new(0) };
     let alone = run_stage1(&fit, &train, &config(3), "toy", None).unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -176,7 +180,7 @@ fn submodels_fitted_one_per_job_assemble_to_the_uninterrupted_table() {
     // Other settings or other pixels under the same ids find nothing in the folder.
     let err = run_stage1_stored(&fit, &train, &config(3), "other", complete, None).unwrap_err();
     assert_eq!(missing(err), 0);
-    let mut other_content = content.clone();
+    let mut other_content = toy.content.clone();
     other_content[4] = "another-image".into();
     let other = TrainingSet { content_sha256: &other_content, ..train };
     let err = run_stage1_stored(&fit, &other, &config(3), "toy", complete, None).unwrap_err();
@@ -194,33 +198,10 @@ fn submodels_fitted_one_per_job_assemble_to_the_uninterrupted_table() {
 fn a_submodel_sees_its_block_whatever_the_input_order() {
     // Reversing the input rows (ids with them) gives the same table: partition and fits follow
     // ids, not positions.
-    let (ids, groups, layer) = training_set(12);
-    let content = contents(12);
-    let layers = [layer.clone()];
-    let train = TrainingSet {
-        ids: &ids,
-        content_sha256: &content,
-        groups: &groups,
-        fit_mask: None,
-        layers: &layers,
-        image_size_px: (3, 3),
-    };
+    let toy = Toy::new(12);
     let fit = MeanPatch { fits: AtomicUsize::new(0) };
-    let a = run_stage1(&fit, &train, &config(3), "toy", None).unwrap();
-    let reversed: Vec<u32> = (0..12u32).rev().collect();
-    let index = Tensor::from_vec(reversed.clone(), 12, &Device::Cpu).unwrap();
-    let r_ids: Vec<SampleId> = reversed.iter().map(|&i| ids[i as usize].clone()).collect();
-    let r_content: Vec<String> = reversed.iter().map(|&i| content[i as usize].clone()).collect();
-    let r_layers = [layer.index_select(&index, 0).unwrap()];
-    let train = TrainingSet {
-        ids: &r_ids,
-        content_sha256: &r_content,
-        groups: &groups,
-        fit_mask: None,
-        layers: &r_layers,
-        image_size_px: (3, 3),
-    };
-    let b = run_stage1(&fit, &train, &config(3), "toy", None).unwrap();
+    let a = run_stage1(&fit, &toy.train(), &config(3), "toy", None).unwrap();
+    let b = run_stage1(&fit, &toy.reversed().train(), &config(3), "toy", None).unwrap();
     let sorted = |t: &llb_purify::ScoreTable| {
         let mut rows: Vec<_> =
             t.rows().map(|(id, cells)| (id.clone(), format!("{cells:?}"))).collect();
@@ -255,17 +236,8 @@ impl MapObserver for Recorder {
 
 #[test]
 fn the_observer_sees_every_map_once_and_gets_its_bytes_back_on_resume() {
-    let (ids, groups, layer) = training_set(10);
-    let layers = [layer];
-    let content = contents(10);
-    let train = TrainingSet {
-        ids: &ids,
-        content_sha256: &content,
-        groups: &groups,
-        fit_mask: None,
-        layers: &layers,
-        image_size_px: (3, 3),
-    };
+    let toy = Toy::new(10);
+    let train = toy.train();
     let dir = tempfile::tempdir().unwrap();
     let fit = MeanPatch { fits: AtomicUsize::new(0) };
     let mut first = Recorder::default();
@@ -274,7 +246,7 @@ fn the_observer_sees_every_map_once_and_gets_its_bytes_back_on_resume() {
             .unwrap();
     let block_of = out.partition.block_of();
     let mut expected: Vec<_> = (0..2)
-        .flat_map(|j| ids.iter().map(move |id| (j, id.clone())))
+        .flat_map(|j| toy.ids.iter().map(move |id| (j, id.clone())))
         .map(|(j, id)| (j, id.clone(), block_of[&id] == j, 9))
         .collect();
     let mut seen = first.seen.clone();
@@ -303,29 +275,17 @@ fn the_observer_sees_every_map_once_and_gets_its_bytes_back_on_resume() {
 
 #[test]
 fn inconsistent_inputs_are_errors() {
-    let (ids, groups, layer) = training_set(6);
-    let content = contents(6);
-    let layers = [layer];
-    let short = &ids[..5];
+    let toy = Toy::new(6);
     let train = TrainingSet {
-        ids: short,
-        content_sha256: &content[..5],
-        groups: &groups[..5],
-        fit_mask: None,
-        layers: &layers,
-        image_size_px: (3, 3),
+        ids: &toy.ids[..5],
+        content_sha256: &toy.content[..5],
+        groups: &toy.groups[..5],
+        ..toy.train()
     };
     let fit = MeanPatch { fits: AtomicUsize::new(0) };
     let err = run_stage1(&fit, &train, &config(2), "toy", None).unwrap_err();
     assert!(err.to_string().contains("6 rows for 5 ids"), "{err}");
-    let train = TrainingSet {
-        ids: &ids,
-        content_sha256: &content,
-        groups: &groups,
-        fit_mask: None,
-        layers: &layers,
-        image_size_px: (3, 3),
-    };
+    let train = toy.train();
     let err = run_stage1(&fit, &train, &config(7), "toy", None).unwrap_err();
     assert!(err.to_string().contains("k = 7"), "{err}");
 }
@@ -343,18 +303,9 @@ fn autotraits() {
 fn a_fit_mask_keeps_distrusted_samples_out_of_every_submodel() {
     // Masking out the anomalies (every 5th image) moves each sub-model's mean patch to the
     // normal images: anomalies score higher and normal images lower than without the mask.
-    let (ids, groups, layer) = training_set(20);
-    let content = contents(20);
-    let layers = [layer];
+    let toy = Toy::new(20);
     let mask: Vec<bool> = (0..20).map(|i| i % 5 != 0).collect();
-    let base = TrainingSet {
-        ids: &ids,
-        content_sha256: &content,
-        groups: &groups,
-        fit_mask: None,
-        layers: &layers,
-        image_size_px: (3, 3),
-    };
+    let base = toy.train();
     let fit = MeanPatch { fits: AtomicUsize::new(0) };
     let plain = run_stage1(&fit, &base, &config(2), "toy", None).unwrap();
     let masked_set = TrainingSet { fit_mask: Some(&mask), ..base };
