@@ -1,4 +1,4 @@
-//! Branch-free f32 `erf`, exact GELU and `exp` on `x ≤ 0` that the compiler vectorises inside
+//! Branch-free f32 `erf`, the normal CDF, exact GELU and `exp` on `x ≤ 0` that the compiler vectorises inside
 //! element-wise loops (libm's are scalar calls): the ViT's CPU kernels (`llb-features`) and
 //! Dinomaly's CPU training pass (`llb-detect`) use them. Accuracy (checked in the tests against
 //! f64): `erf` within 5e-7 absolute, `exp_nonpositive` within 2e-7 relative.
@@ -36,10 +36,17 @@ pub fn erf(x: f32) -> f32 {
     x * p / q
 }
 
-/// `0.5·x·(1 + erf(x/√2))`.
+/// `Φ(x) = 0.5·(1 + erf(x/√2))`, the standard normal CDF (GELU's gate, which Dinomaly's
+/// backward pass keeps).
+#[inline(always)]
+pub fn normal_cdf(x: f32) -> f32 {
+    0.5 * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2))
+}
+
+/// `x·Φ(x)`: the exact GELU.
 #[inline(always)]
 pub fn gelu(x: f32) -> f32 {
-    0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2))
+    x * normal_cdf(x)
 }
 
 /// `exp(x)` for `x ≤ 0` (the softmax's shifted logits): Cephes `expf` range reduction and

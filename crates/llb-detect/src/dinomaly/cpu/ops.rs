@@ -4,7 +4,7 @@
 //! weight is `[out, in]` as PyTorch stores it, so its forward is `y = x·Wᵀ + b`.
 
 use super::buffers::Buffers;
-use llb_types::fastmath::{erf, exp_nonpositive};
+use llb_types::fastmath::{exp_nonpositive, normal_cdf};
 use llb_types::gemm::{MatMut, MatRef, Threads, gemm};
 use rayon::prelude::*;
 
@@ -113,7 +113,7 @@ pub(super) fn gelu(x: &[f32], buffers: &mut Buffers) -> (Vec<f32>, Vec<f32>) {
     y.par_chunks_mut(CHUNK).zip(cdf.par_chunks_mut(CHUNK)).zip(x.par_chunks(CHUNK)).for_each(
         |((y, cdf), x)| {
             for ((y, cdf), &x) in y.iter_mut().zip(cdf.iter_mut()).zip(x) {
-                *cdf = 0.5 * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2));
+                *cdf = normal_cdf(x);
                 *y = x * *cdf;
             }
         },
