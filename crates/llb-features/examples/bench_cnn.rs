@@ -20,11 +20,11 @@ use llb_features::{
 
 /// Median seconds per call of `f` over `reps` calls after one warm-up call.
 fn time(reps: usize, mut f: impl FnMut()) -> f64 {
-    let timed = llb_bench::median_secs(1, reps, || {
+    let Ok((secs, ())) = llb_bench::median_secs(1, reps, || {
         f();
         Ok::<_, std::convert::Infallible>(())
     });
-    timed.map_or(0.0, |(secs, ())| secs)
+    secs
 }
 
 fn input(batch: usize) -> Tensor {

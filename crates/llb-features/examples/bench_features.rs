@@ -328,7 +328,7 @@ fn main() -> anyhow_free::Result<()> {
         for _ in 0..WARMUPS {
             forward(&encoder)?;
         }
-        let mut peer = if off("LLB_BENCH_PEER") {
+        let mut peer = if llb_bench::peer_off() {
             None
         } else {
             Peer::start(&onnx, size, batch, threads)
@@ -354,10 +354,11 @@ fn main() -> anyhow_free::Result<()> {
         } else {
             let ratios: Vec<f64> = theirs.iter().zip(&ours).map(|(t, o)| t / o).collect();
             let list: Vec<String> = ratios.iter().map(|r| format!("{r:.2}")).collect();
+            let peer_secs = llb_bench::median(&theirs);
             // The rate our side would need to run 1.3× the peer's median speed.
-            let needed = 1.3 * flops / llb_bench::median(&theirs) / 1e9;
+            let needed = 1.3 * flops / peer_secs / 1e9;
             (
-                format!("{:.2}", batch as f64 / llb_bench::median(&theirs)),
+                format!("{:.2}", batch as f64 / peer_secs),
                 format!("{:.2} ({})", llb_bench::median(&ratios), list.join(" / ")),
                 format!("{needed:.0} GFLOP/s ({:.0}% of GEMM)", 100.0 * needed / gemm),
             )
