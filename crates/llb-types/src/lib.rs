@@ -14,8 +14,9 @@
 //! With feature `sha256`, `sha256` is the one SHA-256 (as hex) the workspace hashes content with.
 //!
 //! With feature `gemm`, `gemm` is a bounds-checked f32 matrix product over strided views of
-//! slices, on the kernel candle's CPU `matmul` uses, and `fastmath` the vectorisable `erf`,
-//! GELU and `exp` the CPU kernels share.
+//! slices, on the kernel candle's CPU `matmul` uses, `fastmath` the vectorisable `erf`, GELU
+//! and `exp` the CPU kernels share, and [`multiversion!`] compiles such a kernel for the
+//! baseline, AVX2 + FMA and AVX-512 and picks one at run time.
 //!
 //! With feature `fuzz` (tests only), `fuzz` holds the stable-Rust fuzzing harness every parser
 //! of outside bytes is tested with: seeded mutants of real files, panics counted, peak memory
@@ -34,6 +35,8 @@ pub mod gemm;
 mod id;
 mod input;
 mod lock;
+#[cfg(feature = "gemm")]
+mod multiversion;
 #[cfg(feature = "sha256")]
 pub mod sha256;
 

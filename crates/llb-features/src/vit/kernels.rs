@@ -1,56 +1,10 @@
 //! Row kernels of the ViT's CPU path (layernorm, bias + GELU, bias add, softmax), each compiled
-//! three times — for AVX-512, for AVX2 + FMA and for the x86-64 baseline — and picked at run
-//! time, so that LLVM's auto-vectorisation uses the widest vectors the machine has (the
-//! workspace builds for the baseline, SSE2). All three versions run the same scalar arithmetic
-//! (plain multiply-adds, no contraction to FMA), so results do not depend on the machine.
+//! by `llb_types::multiversion!` for AVX-512, for AVX2 + FMA and for the x86-64 baseline and
+//! picked at run time, so that LLVM's auto-vectorisation uses the widest vectors the machine has.
+//! All three versions run the same scalar arithmetic, so results do not depend on the machine.
 
 use llb_types::fastmath::{exp_nonpositive, gelu};
-
-/// Compiles `fn $name(args) body` for the baseline and, on x86-64, for AVX2 + FMA and AVX-512,
-/// and dispatches on the features detected at run time.
-macro_rules! multiversion {
-    ($(#[$attr:meta])* $vis:vis fn $name:ident($($arg:ident : $ty:ty),* $(,)?) $body:block) => {
-        $(#[$attr])*
-        $vis fn $name($($arg: $ty),*) {
-            #[inline(always)]
-            fn generic($($arg: $ty),*) $body
-            #[cfg(target_arch = "x86_64")]
-            {
-                #[target_feature(enable = "avx512f,avx512vl,avx512dq,avx512bw,avx2,fma")]
-                fn v4($($arg: $ty),*) {
-                    generic($($arg),*)
-                }
-                #[target_feature(enable = "avx2,fma")]
-                fn v3($($arg: $ty),*) {
-                    generic($($arg),*)
-                }
-                if std::arch::is_x86_feature_detected!("avx512f")
-                    && std::arch::is_x86_feature_detected!("avx512vl")
-                    && std::arch::is_x86_feature_detected!("avx512dq")
-                    && std::arch::is_x86_feature_detected!("avx512bw")
-                    && std::arch::is_x86_feature_detected!("avx2")
-                    && std::arch::is_x86_feature_detected!("fma")
-                {
-                    #[allow(unsafe_code, reason = "calling a #[target_feature] function")]
-                    // SAFETY: every feature `v4` is compiled for was detected on this CPU.
-                    unsafe {
-                        return v4($($arg),*);
-                    }
-                }
-                if std::arch::is_x86_feature_detected!("avx2")
-                    && std::arch::is_x86_feature_detected!("fma")
-                {
-                    #[allow(unsafe_code, reason = "calling a #[target_feature] function")]
-                    // SAFETY: every feature `v3` is compiled for was detected on this CPU.
-                    unsafe {
-                        return v3($($arg),*);
-                    }
-                }
-            }
-            generic($($arg),*)
-        }
-    };
-}
+use llb_types::multiversion;
 
 /// Independent accumulators of the reductions: enough for LLVM to fill a 512-bit register.
 const LANES: usize = 16;
