@@ -1,7 +1,8 @@
-//! Branch-free f32 `erf`, the normal CDF, exact GELU and `exp` on `x ≤ 0` that the compiler vectorises inside
-//! element-wise loops (libm's are scalar calls): the ViT's CPU kernels (`llb-features`) and
-//! Dinomaly's CPU training pass (`llb-detect`) use them. Accuracy (checked in the tests against
-//! f64): `erf` within 5e-7 absolute, `exp_nonpositive` within 2e-7 relative.
+//! Branch-free f32 `erf`, the normal CDF, exact GELU and `exp` on `x ≤ 0` that the compiler
+//! vectorises inside element-wise loops (libm's are scalar calls): the ViT's CPU kernels
+//! (`llb-features`) and Dinomaly's CPU training pass (`llb-detect`) use them. Accuracy (checked
+//! in the tests against f64): `erf` within 5e-7 absolute, `exp_nonpositive` within 2e-7
+//! relative.
 
 /// Plain multiply-adds, not `f32::mul_add`: without the FMA target feature (the x86-64
 /// baseline this workspace builds for) `mul_add` is a call to a software `fmaf`, some 30×
